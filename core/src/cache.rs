@@ -1,0 +1,286 @@
+//! The local cache: `<data_dir>/tasks/<id>.json` plus its index, the lock, the conflict journal
+//! and the per-driver sync bases. Always readable and writable, offline or not.
+//!
+//! Blocking: call it from `spawn_blocking` in async code.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::files::{write_atomic, Durability, FileError, Scan, TaskDir};
+use crate::hash::Hashes;
+use crate::task::{Task, TaskError, TaskId};
+
+/// How long a writing command waits for another hypertask process by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors of the local cache; each names the path or id concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// An I/O failure.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A task file that is not a valid task.
+    #[error(transparent)]
+    Corrupt(#[from] FileError),
+    /// Another process held the lock for too long.
+    #[error("another hypertask process is using {} (waited {waited:?}); try again when it is done", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+    },
+    /// No task matches the id or prefix.
+    #[error("no task matches '{0}'")]
+    NotFound(String),
+    /// Several tasks match the prefix.
+    #[error("'{prefix}' is ambiguous: it matches {}", candidates.join(", "))]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// The ids it matches.
+        candidates: Vec<String>,
+    },
+    /// A task that failed validation.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A value that lost a merge during a sync, kept so nothing a user typed disappears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// When the sync replaced it.
+    pub at: String,
+    /// The driver instance whose state won.
+    pub driver: String,
+    /// The task.
+    pub task: TaskId,
+    /// The clock key (`description`, `tags.work`, …).
+    pub field: String,
+    /// The local value that lost (`null` when the local side had removed it).
+    pub lost: Option<Value>,
+    /// The value that won (`null`: removed).
+    pub kept: Option<Value>,
+}
+
+/// The local cache in a data directory.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    data_dir: PathBuf,
+    tasks: TaskDir,
+}
+
+/// Held while writing; released when the last clone drops, and by the OS if the process dies.
+#[derive(Debug, Clone)]
+pub struct CacheLock {
+    _file: std::sync::Arc<File>,
+}
+
+impl Replica {
+    /// Opens (creating when missing) the cache in `data_dir`.
+    pub fn open(data_dir: impl Into<PathBuf>) -> Result<Replica, CacheError> {
+        let data_dir = data_dir.into();
+        let tasks = TaskDir::new(
+            data_dir.join("tasks"),
+            Some(data_dir.join("index.json")),
+            Durability::from_env(),
+        );
+        tasks.create().map_err(io_err(tasks.dir()))?;
+        Ok(Replica { data_dir, tasks })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The task files.
+    pub fn task_dir(&self) -> &TaskDir {
+        &self.tasks
+    }
+
+    /// Takes the exclusive write lock, waiting up to `timeout` for another process.
+    pub fn lock(&self, timeout: Duration) -> Result<CacheLock, CacheError> {
+        let path = self.data_dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    return Ok(CacheLock {
+                        _file: std::sync::Arc::new(file),
+                    })
+                }
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(CacheError::Locked {
+                        path,
+                        waited: start.elapsed(),
+                    })
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            }
+        }
+    }
+
+    /// Every task's hash, plus files that could not be read.
+    pub fn scan(&self) -> Result<Scan, CacheError> {
+        self.tasks.scan().map_err(io_err(self.tasks.dir()))
+    }
+
+    /// One task by full id.
+    pub fn get(&self, id: &TaskId) -> Result<Option<Task>, CacheError> {
+        Ok(self.tasks.read(id)?)
+    }
+
+    /// Every readable task, and the problems met on the way.
+    pub fn all(&self) -> Result<(Vec<Task>, Vec<FileError>), CacheError> {
+        let scan = self.scan()?;
+        let mut tasks = Vec::with_capacity(scan.hashes.len());
+        let mut problems: Vec<FileError> = scan
+            .problems
+            .into_iter()
+            .map(|p| FileError {
+                path: p.path,
+                message: p.message,
+                io: None,
+            })
+            .collect();
+        for id in scan.hashes.keys() {
+            match self.tasks.read(id) {
+                Ok(Some(t)) => tasks.push(t),
+                Ok(None) => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        Ok((tasks, problems))
+    }
+
+    /// Finds the one task whose id is `prefix` or starts with it.
+    pub fn find(&self, prefix: &str) -> Result<Task, CacheError> {
+        if let Ok(id) = TaskId::new(prefix) {
+            if let Some(t) = self.get(&id)? {
+                return Ok(t);
+            }
+        }
+        let scan = self.scan()?;
+        let candidates: Vec<&TaskId> = scan
+            .hashes
+            .keys()
+            .filter(|id| id.as_str().starts_with(prefix))
+            .collect();
+        match candidates.as_slice() {
+            [] => Err(CacheError::NotFound(prefix.to_owned())),
+            [one] => self
+                .get(one)?
+                .ok_or_else(|| CacheError::NotFound(prefix.to_owned())),
+            many => Err(CacheError::Ambiguous {
+                prefix: prefix.to_owned(),
+                candidates: many.iter().map(|id| id.to_string()).collect(),
+            }),
+        }
+    }
+
+    /// Writes tasks atomically and durably; the caller holds the lock.
+    pub fn put(&self, _lock: &CacheLock, tasks: &[Task]) -> Result<(), CacheError> {
+        self.tasks
+            .write_batch(tasks)
+            .map_err(io_err(self.tasks.dir()))
+    }
+
+    /// The hashes each task had after the last successful sync with `driver`.
+    pub fn sync_base(&self, driver: &str) -> Hashes {
+        fs::read(self.base_path(driver))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records the state after a successful sync with `driver`.
+    pub fn set_sync_base(
+        &self,
+        _lock: &CacheLock,
+        driver: &str,
+        hashes: &Hashes,
+    ) -> Result<(), CacheError> {
+        let path = self.base_path(driver);
+        let bytes = serde_json::to_vec(hashes).expect("hashes serialise");
+        write_atomic(&path, &bytes, false).map_err(io_err(&path))
+    }
+
+    fn base_path(&self, driver: &str) -> PathBuf {
+        // Driver names come from the config; keep only file-name-safe characters.
+        let safe: String = driver
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        self.data_dir.join("sync").join(format!("{safe}.json"))
+    }
+
+    /// Appends values that lost a merge to the conflict journal.
+    pub fn record_conflicts(
+        &self,
+        _lock: &CacheLock,
+        records: &[ConflictRecord],
+    ) -> Result<(), CacheError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("conflicts.jsonl");
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r).expect("records serialise");
+            buf.push(b'\n');
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(&buf).map_err(io_err(&path))?;
+        f.sync_data().map_err(io_err(&path))
+    }
+
+    /// The conflict journal, oldest first. Lines that cannot be parsed (a torn last line after
+    /// a crash) are skipped.
+    pub fn conflicts(&self) -> Result<Vec<ConflictRecord>, CacheError> {
+        let path = self.data_dir.join("conflicts.jsonl");
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut out = Vec::new();
+        for line in io::BufReader::new(f).lines() {
+            let line = line.map_err(io_err(&path))?;
+            if let Ok(r) = serde_json::from_str(&line) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}

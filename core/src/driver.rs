@@ -1,0 +1,135 @@
+//! The driver contract (DESIGN.md §4): what the sync engine asks of any upstream.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::DriverError;
+use crate::hash::{root_hash, ContentHash, Hashes};
+use crate::task::{Task, TaskId};
+
+/// What a driver can do, declared by the driver itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Largest batch `resolve` accepts at once.
+    pub max_batch: usize,
+    /// Answers `hashes(Some(root))` with [`Listing::Unchanged`] without sending the map.
+    pub cheap_root: bool,
+    /// Writes are compare-and-swap: concurrent clients never lose an update.
+    pub atomic_writes: bool,
+    /// Data lives on another machine (network, remote repository).
+    pub remote: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            max_batch: 1000,
+            cheap_root: false,
+            atomic_writes: true,
+            remote: false,
+        }
+    }
+}
+
+/// A driver instance's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverInfo {
+    /// The kind (`fs`, `git`, …), as in `type = "…"`.
+    pub kind: String,
+    /// The instance name, as in `[drivers.NAME]`.
+    pub name: String,
+    /// What it can do.
+    pub capabilities: Capabilities,
+}
+
+/// The outcome of a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Reachable and writable.
+    pub ok: bool,
+    /// Human-readable detail: location, server version, task count.
+    pub detail: String,
+}
+
+/// The upstream's map of task id → content hash, plus entries it could not read.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// Every valid task's hash.
+    pub hashes: Hashes,
+    /// Entries skipped as invalid, each naming what and where. They are left untouched.
+    pub problems: Vec<Problem>,
+}
+
+/// An upstream entry that could not be read; it is skipped and left untouched.
+#[derive(Debug)]
+pub struct Problem {
+    /// The task the entry belongs to, when that is known.
+    pub id: Option<TaskId>,
+    /// What is wrong and where.
+    pub error: DriverError,
+}
+
+impl Inventory {
+    /// The root hash of `hashes`.
+    pub fn root(&self) -> ContentHash {
+        root_hash(&self.hashes)
+    }
+}
+
+/// The answer to [`Driver::hashes`].
+#[derive(Debug)]
+pub enum Listing {
+    /// The upstream's root hash equals the one the caller knows: nothing to do.
+    Unchanged,
+    /// The upstream's full inventory.
+    Changed(Inventory),
+}
+
+/// One task's outcome in a resolved batch.
+pub type Resolved = (TaskId, Result<Option<Task>, DriverError>);
+
+/// An upstream the sync engine reconciles the local cache with.
+///
+/// Storage backends usually implement [`crate::Store`] and get this trait from
+/// [`crate::StoreDriver`]; drivers that talk to a merging server implement it directly.
+#[async_trait]
+pub trait Driver: Send + Sync + Debug {
+    /// Kind, instance name and capabilities.
+    fn info(&self) -> DriverInfo;
+
+    /// The upstream's id → hash map.
+    ///
+    /// # Behavior
+    /// - With `known_root` equal to the upstream's root hash, returns [`Listing::Unchanged`]
+    ///   when the driver can tell cheaply, else the full inventory (which the caller compares).
+    /// - An empty upstream lists nothing (its root is the hash of `{}`).
+    /// - Entries that cannot be read are reported in `problems`, never guessed at, never fixed.
+    async fn hashes(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError>;
+
+    /// Merges each client state with the upstream's, stores the result and returns it.
+    ///
+    /// # Behavior
+    /// - Answers one entry per request entry, in the same order.
+    /// - `(id, None)` reads: the answer is the upstream's state (or `None` when it has none)
+    ///   and nothing is written.
+    /// - The answer is `merge(client, upstream)` as of the write; resolving the same state
+    ///   twice writes nothing the second time.
+    /// - A task that cannot be resolved (corrupt upstream entry, id mismatch) fails alone; the
+    ///   rest of the batch still resolves.
+    /// - Concurrent resolves from several clients never lose an update.
+    async fn resolve(&self, batch: Vec<(TaskId, Option<Task>)>)
+        -> Result<Vec<Resolved>, DriverError>;
+
+    /// Called once at the end of a sync that resolved anything: commit, push, flush.
+    ///
+    /// # Behavior
+    /// - Without changes since the last call it does nothing (no empty commit, no push).
+    async fn finish(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// Whether the upstream is reachable and writable, and what it is.
+    async fn check(&self) -> Result<Health, DriverError>;
+}

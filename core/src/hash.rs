@@ -1,0 +1,59 @@
+//! Content hashes and root hashes (DESIGN.md §2).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::task::{canonical_json, TaskId};
+
+/// A lowercase hex SHA-256 digest: a task's content hash or a map's root hash.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContentHash(String);
+
+/// An upstream's (or the cache's) map of task id → content hash, sorted by id.
+pub type Hashes = BTreeMap<TaskId, ContentHash>;
+
+impl ContentHash {
+    /// SHA-256 of `bytes`.
+    pub fn of_bytes(bytes: &[u8]) -> ContentHash {
+        ContentHash(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// Parses 64 lowercase hex digits.
+    pub fn parse(s: &str) -> Option<ContentHash> {
+        (s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| ContentHash(s.to_owned()))
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ContentHash::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a content hash: {s:?}")))
+    }
+}
+
+/// Root hash of an id → hash map: SHA-256 of the map's RFC 8785 form (`{}` when empty).
+pub fn root_hash(hashes: &Hashes) -> ContentHash {
+    ContentHash::of_bytes(&canonical_json(hashes))
+}

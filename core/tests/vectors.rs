@@ -1,0 +1,96 @@
+//! The shared test vectors (`../shared/vectors/task-vectors.json`): every hash, normalise,
+//! merge, invalid and root vector must pass. A missing file fails, never skips.
+
+use std::path::PathBuf;
+
+use hypertask_core::{canonical_json, merge, root_hash, ContentHash, Hashes, Task};
+use serde_json::Value;
+
+fn vectors() -> Value {
+    let path = std::env::var_os("HYPERTASK_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/task-vectors.json")
+        });
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("test vectors missing at {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).expect("vectors are JSON")
+}
+
+fn section(name: &str) -> Vec<Value> {
+    let v = vectors()[name].as_array().cloned().unwrap_or_default();
+    assert!(!v.is_empty(), "vector section {name} is empty or missing");
+    v
+}
+
+fn name(v: &Value) -> &str {
+    v["name"].as_str().or(v["why"].as_str()).unwrap_or("?")
+}
+
+#[test]
+fn hash_vectors() {
+    for v in section("hash") {
+        let task = Task::from_value(v["task"].clone()).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        let canonical = String::from_utf8(task.canonical_bytes()).unwrap();
+        assert_eq!(canonical, v["canonical"].as_str().unwrap(), "{}", name(&v));
+        assert_eq!(task.hash().as_str(), v["sha256"].as_str().unwrap(), "{}", name(&v));
+    }
+}
+
+#[test]
+fn normalize_vectors() {
+    for v in section("normalize") {
+        let task = Task::from_value(v["input"].clone()).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        assert_eq!(task.to_value(), v["expected"], "{}", name(&v));
+        let again = Task::from_value(task.to_value()).unwrap();
+        assert_eq!(again, task, "{}: normalising twice changes nothing", name(&v));
+    }
+}
+
+#[test]
+fn merge_vectors() {
+    for v in section("merge") {
+        let a = Task::from_value(v["a"].clone()).unwrap();
+        let b = match &v["b"] {
+            Value::Null => None,
+            b => Some(Task::from_value(b.clone()).unwrap()),
+        };
+        let ab = merge(Some(&a), b.as_ref()).unwrap().unwrap();
+        let ba = merge(b.as_ref(), Some(&a)).unwrap().unwrap();
+        assert_eq!(ab.to_value(), v["expected"], "{}: merge(a, b)", name(&v));
+        assert_eq!(ba.to_value(), v["expected"], "{}: merge(b, a)", name(&v));
+        assert_eq!(ab.hash().as_str(), v["expected_sha256"].as_str().unwrap(), "{}", name(&v));
+    }
+}
+
+#[test]
+fn invalid_vectors() {
+    for v in section("invalid") {
+        let err = Task::from_value(v["input"].clone());
+        assert!(err.is_err(), "{} must be rejected", name(&v));
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.starts_with("task"), "error names the task: {msg}");
+    }
+}
+
+#[test]
+fn root_vectors() {
+    for v in section("root") {
+        let hashes: Hashes = serde_json::from_value(v["hashes"].clone()).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_json(&hashes)).unwrap(),
+            v["canonical"].as_str().unwrap(),
+            "{}",
+            name(&v)
+        );
+        assert_eq!(root_hash(&hashes), ContentHash::parse(v["sha256"].as_str().unwrap()).unwrap());
+    }
+}
+
+#[test]
+fn errors_name_the_field() {
+    let e = Task::from_value(serde_json::json!({"id": "abc", "due": "tomorrow"})).unwrap_err();
+    assert_eq!(e.id.as_deref(), Some("abc"));
+    assert_eq!(e.field.as_deref(), Some("due"));
+    assert!(e.to_string().contains("'abc'") && e.to_string().contains("'due'"), "{e}");
+}
