@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::files::{write_atomic, Durability, FileError, Scan, TaskDir};
-use crate::hash::Hashes;
 use crate::task::{Task, TaskError, TaskId};
 
 /// How long a writing command waits for another hypertask process by default.
@@ -212,23 +211,23 @@ impl Replica {
             .map_err(io_err(self.tasks.dir()))
     }
 
-    /// The hashes each task had after the last successful sync with `driver`.
-    pub fn sync_base(&self, driver: &str) -> Hashes {
-        fs::read(self.base_path(driver))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// When the last successful sync with `driver` started (canonical timestamp), if ever.
+    pub fn last_sync(&self, driver: &str) -> Option<String> {
+        let bytes = fs::read(self.base_path(driver)).ok()?;
+        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        v.get("last_sync")?.as_str().map(str::to_owned)
     }
 
-    /// Records the state after a successful sync with `driver`.
-    pub fn set_sync_base(
+    /// Records that a sync with `driver` that started at `started` succeeded.
+    pub fn set_last_sync(
         &self,
         _lock: &CacheLock,
         driver: &str,
-        hashes: &Hashes,
+        started: &str,
     ) -> Result<(), CacheError> {
         let path = self.base_path(driver);
-        let bytes = serde_json::to_vec(hashes).expect("hashes serialise");
+        let bytes = serde_json::to_vec(&serde_json::json!({ "last_sync": started }))
+            .expect("JSON serialises");
         write_atomic(&path, &bytes, false).map_err(io_err(&path))
     }
 
@@ -236,7 +235,13 @@ impl Replica {
         // Driver names come from the config; keep only file-name-safe characters.
         let safe: String = driver
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.data_dir.join("sync").join(format!("{safe}.json"))
     }

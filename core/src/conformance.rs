@@ -73,7 +73,11 @@ fn id(s: &str) -> TaskId {
 async fn listed(d: &dyn Driver) -> Hashes {
     match d.hashes(None).await.expect("hashes") {
         Listing::Changed(inv) => {
-            assert!(inv.problems.is_empty(), "unexpected problems: {:?}", inv.problems);
+            assert!(
+                inv.problems.is_empty(),
+                "unexpected problems: {:?}",
+                inv.problems
+            );
             inv.hashes
         }
         Listing::Unchanged => panic!("hashes(None) must list the upstream"),
@@ -81,10 +85,7 @@ async fn listed(d: &dyn Driver) -> Hashes {
 }
 
 async fn resolve_one(d: &dyn Driver, task: Option<Task>, tid: &TaskId) -> Option<Task> {
-    let mut out = d
-        .resolve(vec![(tid.clone(), task)])
-        .await
-        .expect("resolve");
+    let mut out = d.resolve(vec![(tid.clone(), task)]).await.expect("resolve");
     assert_eq!(out.len(), 1, "one answer per request entry");
     let (rid, r) = out.pop().expect("one answer");
     assert_eq!(&rid, tid, "answers keep the request's ids");
@@ -112,7 +113,10 @@ pub async fn reading_a_missing_task_creates_nothing(h: &impl Harness) {
 /// A created task is answered back unchanged and listed with its hash.
 pub async fn create_then_list(h: &impl Harness) {
     let (a, _) = h.clients().await;
-    let task = t("create1", json!({"description": "buy milk", "tags": ["home"]}));
+    let task = t(
+        "create1",
+        json!({"description": "buy milk", "tags": ["home"]}),
+    );
     let got = resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
     assert_eq!(got.as_ref(), Some(&task));
     let hashes = listed(a.as_ref()).await;
@@ -123,20 +127,30 @@ pub async fn create_then_list(h: &impl Harness) {
 /// An update is merged with the stored state; the listing shows the merged hash.
 pub async fn update_merges_and_lists_new_hash(h: &impl Harness) {
     let (a, _) = h.clients().await;
-    let v1 = t("update1", json!({"description": "v1", "updated_at": "2026-01-01T00:00:00Z"}));
+    let v1 = t(
+        "update1",
+        json!({"description": "v1", "updated_at": "2026-01-01T00:00:00Z"}),
+    );
     resolve_one(a.as_ref(), Some(v1.clone()), v1.id()).await;
     let mut v2 = v1.clone();
     v2.edit(
-        &[Change::Set("description".into(), json!("v2")), Change::AddTag("x".into())],
+        &[
+            Change::Set("description".into(), json!("v2")),
+            Change::AddTag("x".into()),
+        ],
         chrono::Utc::now(),
     )
     .unwrap();
-    let got = resolve_one(a.as_ref(), Some(v2.clone()), v2.id()).await.unwrap();
+    let got = resolve_one(a.as_ref(), Some(v2.clone()), v2.id())
+        .await
+        .unwrap();
     assert_eq!(got, merge(Some(&v1), Some(&v2)).unwrap().unwrap());
     assert_eq!(got.description(), "v2");
     assert_eq!(listed(a.as_ref()).await.get(got.id()), Some(&got.hash()));
     // An older state sent later does not win.
-    let again = resolve_one(a.as_ref(), Some(v1.clone()), v1.id()).await.unwrap();
+    let again = resolve_one(a.as_ref(), Some(v1.clone()), v1.id())
+        .await
+        .unwrap();
     assert_eq!(again, got);
 }
 
@@ -162,11 +176,16 @@ pub async fn tombstones_are_kept_and_listed(h: &impl Harness) {
     let mut task = t("tomb1", json!({"description": "to delete"}));
     resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
     task.edit(
-        &[Change::Set("deleted".into(), json!("2026-06-01T00:00:00.000Z"))],
+        &[Change::Set(
+            "deleted".into(),
+            json!("2026-06-01T00:00:00.000Z"),
+        )],
         chrono::Utc::now(),
     )
     .unwrap();
-    let got = resolve_one(a.as_ref(), Some(task.clone()), task.id()).await.unwrap();
+    let got = resolve_one(a.as_ref(), Some(task.clone()), task.id())
+        .await
+        .unwrap();
     assert!(got.is_deleted());
     assert_eq!(listed(a.as_ref()).await.get(task.id()), Some(&got.hash()));
     let read = resolve_one(a.as_ref(), None, task.id()).await.unwrap();
@@ -198,11 +217,21 @@ pub async fn unknown_fields_are_kept(h: &impl Harness) {
 pub async fn hashes_match_canonical_hashes(h: &impl Harness) {
     let (a, _) = h.clients().await;
     let tasks: Vec<Task> = (0..5)
-        .map(|i| t(&format!("hash{i}"), json!({"description": format!("task {i}"), "tags": [format!("t{i}")]})))
+        .map(|i| {
+            t(
+                &format!("hash{i}"),
+                json!({"description": format!("task {i}"), "tags": [format!("t{i}")]}),
+            )
+        })
         .collect();
-    a.resolve(tasks.iter().map(|t| (t.id().clone(), Some(t.clone()))).collect())
-        .await
-        .unwrap();
+    a.resolve(
+        tasks
+            .iter()
+            .map(|t| (t.id().clone(), Some(t.clone())))
+            .collect(),
+    )
+    .await
+    .unwrap();
     let hashes = listed(a.as_ref()).await;
     for task in &tasks {
         let read = resolve_one(a.as_ref(), None, task.id()).await.unwrap();
@@ -214,13 +243,18 @@ pub async fn hashes_match_canonical_hashes(h: &impl Harness) {
 /// Two clients resolving different edits of one task at once both land.
 pub async fn concurrent_clients_converge(h: &impl Harness) {
     let (a, b) = h.clients().await;
-    let base = t("conc1", json!({"description": "base", "updated_at": "2026-01-01T00:00:00Z"}));
+    let base = t(
+        "conc1",
+        json!({"description": "base", "updated_at": "2026-01-01T00:00:00Z"}),
+    );
     resolve_one(a.as_ref(), Some(base.clone()), base.id()).await;
     for round in 0..4 {
         let mut ea = base.clone();
-        ea.edit(&[Change::AddTag(format!("a{round}"))], chrono::Utc::now()).unwrap();
+        ea.edit(&[Change::AddTag(format!("a{round}"))], chrono::Utc::now())
+            .unwrap();
         let mut eb = base.clone();
-        eb.edit(&[Change::AddTag(format!("b{round}"))], chrono::Utc::now()).unwrap();
+        eb.edit(&[Change::AddTag(format!("b{round}"))], chrono::Utc::now())
+            .unwrap();
         let (ra, rb) = tokio::join!(
             resolve_one(a.as_ref(), Some(ea), base.id()),
             resolve_one(b.as_ref(), Some(eb), base.id())
@@ -233,7 +267,10 @@ pub async fn concurrent_clients_converge(h: &impl Harness) {
     for round in 0..4 {
         for side in ["a", "b"] {
             let tag = format!("{side}{round}");
-            assert!(fa.tags().contains(&tag.as_str()), "lost the edit {tag}: {fa:?}");
+            assert!(
+                fa.tags().contains(&tag.as_str()),
+                "lost the edit {tag}: {fa:?}"
+            );
         }
     }
     assert_eq!(listed(a.as_ref()).await, listed(b.as_ref()).await);
@@ -244,10 +281,20 @@ pub async fn batch_equals_singles(h: &impl Harness) {
     let (a, _) = h.clients().await;
     let (c, _) = h.clients().await;
     let tasks: Vec<Task> = (0..20)
-        .map(|i| t(&format!("batch{i:02}"), json!({"description": format!("b{i}"), "due": "2027-01-01T00:00:00Z"})))
+        .map(|i| {
+            t(
+                &format!("batch{i:02}"),
+                json!({"description": format!("b{i}"), "due": "2027-01-01T00:00:00Z"}),
+            )
+        })
         .collect();
     let batched = a
-        .resolve(tasks.iter().map(|t| (t.id().clone(), Some(t.clone()))).collect())
+        .resolve(
+            tasks
+                .iter()
+                .map(|t| (t.id().clone(), Some(t.clone())))
+                .collect(),
+        )
         .await
         .unwrap();
     assert_eq!(batched.len(), tasks.len());
@@ -262,7 +309,9 @@ pub async fn batch_equals_singles(h: &impl Harness) {
 /// An entry whose task id differs from its key fails alone; the rest of the batch resolves.
 pub async fn invalid_entries_fail_alone(h: &impl Harness) {
     let (a, _) = h.clients().await;
-    assert!(TaskId::new("../x").is_err() && TaskId::new("a/b").is_err() && TaskId::new(".").is_err());
+    assert!(
+        TaskId::new("../x").is_err() && TaskId::new("a/b").is_err() && TaskId::new(".").is_err()
+    );
     let good = t("good1", json!({"description": "fine"}));
     let wrong = t("other1", json!({"description": "sent under another id"}));
     let answers = a
@@ -285,7 +334,10 @@ pub async fn clients_see_each_others_writes(h: &impl Harness) {
     let (a, b) = h.clients().await;
     let task = t("shared1", json!({"description": "from a"}));
     resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
-    assert_eq!(resolve_one(b.as_ref(), None, task.id()).await, Some(task.clone()));
+    assert_eq!(
+        resolve_one(b.as_ref(), None, task.id()).await,
+        Some(task.clone())
+    );
     assert_eq!(listed(b.as_ref()).await.get(task.id()), Some(&task.hash()));
 }
 
@@ -294,10 +346,20 @@ pub async fn large_batch_round_trips(h: &impl Harness) {
     let (a, _) = h.clients().await;
     let n = a.info().capabilities.max_batch.min(500);
     let tasks: Vec<Task> = (0..n)
-        .map(|i| t(&format!("large{i:04}"), json!({"description": format!("task number {i}")})))
+        .map(|i| {
+            t(
+                &format!("large{i:04}"),
+                json!({"description": format!("task number {i}")}),
+            )
+        })
         .collect();
     let answers = a
-        .resolve(tasks.iter().map(|t| (t.id().clone(), Some(t.clone()))).collect())
+        .resolve(
+            tasks
+                .iter()
+                .map(|t| (t.id().clone(), Some(t.clone())))
+                .collect(),
+        )
         .await
         .unwrap();
     assert!(answers.iter().all(|(_, r)| r.is_ok()));

@@ -119,8 +119,10 @@ pub trait Driver: Send + Sync + Debug {
     /// - A task that cannot be resolved (corrupt upstream entry, id mismatch) fails alone; the
     ///   rest of the batch still resolves.
     /// - Concurrent resolves from several clients never lose an update.
-    async fn resolve(&self, batch: Vec<(TaskId, Option<Task>)>)
-        -> Result<Vec<Resolved>, DriverError>;
+    async fn resolve(
+        &self,
+        batch: Vec<(TaskId, Option<Task>)>,
+    ) -> Result<Vec<Resolved>, DriverError>;
 
     /// Called once at the end of a sync that resolved anything: commit, push, flush.
     ///

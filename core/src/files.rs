@@ -105,7 +105,11 @@ pub struct FileError {
 
 impl TaskDir {
     /// A task directory at `dir`, with its index at `index_path` (none: always read files).
-    pub fn new(dir: impl Into<PathBuf>, index_path: Option<PathBuf>, durability: Durability) -> Self {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        index_path: Option<PathBuf>,
+        durability: Durability,
+    ) -> Self {
         TaskDir {
             inner: Arc::new(Inner {
                 dir: dir.into(),
@@ -319,7 +323,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), rand_suffix()));
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     let result = (|| -> io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;

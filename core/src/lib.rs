@@ -16,12 +16,10 @@ mod sync;
 mod task;
 
 pub use cache::{CacheError, CacheLock, ConflictRecord, Replica, DEFAULT_LOCK_TIMEOUT};
-pub use driver::{
-    Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem, Resolved,
-};
+pub use driver::{Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem, Resolved};
 pub use error::{DriverError, ErrorKind};
 pub use hash::{root_hash, ContentHash, Hashes};
-pub use merge::{lost_values, merge, merge_tasks};
+pub use merge::{lost_values, merge, merge_tasks, LostValue};
 pub use registry::{expand_path, DriverSpec, Factory, Registry};
 pub use store::{MemoryStore, PutOutcome, Store, StoreDriver, Write};
 pub use sync::{DriverReport, Engine, NoProgress, Progress, SyncOptions, SyncReport};

@@ -1,7 +1,7 @@
 //! The merge rule (DESIGN.md §3): one pure function, a join-semilattice over task states.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
@@ -47,11 +47,7 @@ pub fn merge_tasks(a: &Task, b: &Task) -> Result<Task, TaskError> {
             Ordering::Less => false,
             Ordering::Equal => compare_values(va.as_ref(), vb.as_ref()) != Ordering::Less,
         };
-        let (winner_clock, winner_value) = if a_wins {
-            (clock_a, va)
-        } else {
-            (clock_b, vb)
-        };
+        let (winner_clock, winner_value) = if a_wins { (clock_a, va) } else { (clock_b, vb) };
         let winner_clock = winner_clock.expect("one side has the clock key");
         if winner_clock > updated.as_str() {
             updated = winner_clock.to_owned();
@@ -107,14 +103,30 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     }
 }
 
-/// What one side lost in a merge: clock keys whose value in `before` did not survive in `after`.
-pub fn lost_values(before: &Task, after: &Task) -> BTreeMap<String, Option<Value>> {
-    let mut lost = BTreeMap::new();
-    for key in before.clocks().keys() {
-        let (old, new) = (value_of(before, key), value_of(after, key));
-        if old != new {
-            lost.insert(key.clone(), old);
-        }
-    }
-    lost
+/// A value that did not survive a merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostValue {
+    /// The clock key (`description`, `tags.work`, …).
+    pub field: String,
+    /// The value before (`None`: it was absent); `true` stands for a present tag.
+    pub lost: Option<Value>,
+    /// The value after.
+    pub kept: Option<Value>,
+}
+
+/// What one state lost on becoming another: clock keys whose value in `before` is not the one
+/// in `after`.
+pub fn lost_values(before: &Task, after: &Task) -> Vec<LostValue> {
+    before
+        .clocks()
+        .keys()
+        .filter_map(|key| {
+            let (lost, kept) = (value_of(before, key), value_of(after, key));
+            (lost != kept).then(|| LostValue {
+                field: key.clone(),
+                lost,
+                kept,
+            })
+        })
+        .collect()
 }

@@ -29,7 +29,10 @@ impl DriverSpec {
             DriverError::new(
                 &self.name,
                 ErrorKind::Config,
-                format!("invalid [drivers.{}] ({} driver): {e}", self.name, self.kind),
+                format!(
+                    "invalid [drivers.{}] ({} driver): {e}",
+                    self.name, self.kind
+                ),
             )
         })
     }

@@ -80,6 +80,16 @@ impl DriverReport {
         self.error.is_none() && self.failed.is_empty() && self.skipped.is_empty()
     }
 
+    /// Counts one task by which sides it changed.
+    fn count(&mut self, changed_locally: bool, changed_upstream: bool) {
+        match (changed_locally, changed_upstream) {
+            (true, true) => self.merged += 1,
+            (true, false) => self.pulled += 1,
+            (false, true) => self.pushed += 1,
+            (false, false) => {}
+        }
+    }
+
     fn changes(&self) -> usize {
         self.pulled + self.pushed + self.merged
     }
@@ -123,6 +133,13 @@ impl Progress for NoProgress {
     fn start(&self, _: &str, _: usize) {}
     fn advance(&self, _: usize) {}
     fn finish(&self) {}
+}
+
+/// One differing task: both sides' states and their merge.
+struct Planned {
+    local: Option<Task>,
+    remote: Option<Task>,
+    merged: Task,
 }
 
 /// Why one driver's pass stopped.
@@ -207,6 +224,7 @@ impl Engine {
                 .collect(),
             ..Default::default()
         };
+        let started = format_timestamp(Utc::now()).unwrap_or_default();
         let mut local_skipped = BTreeSet::new();
         for round in 0..self.options.max_rounds {
             report.rounds = round + 1;
@@ -220,7 +238,13 @@ impl Engine {
                 rep.failed.clear();
                 rep.skipped.clear();
                 match self
-                    .sync_driver(driver.as_ref(), lock.as_ref(), rep, &mut local_skipped)
+                    .sync_driver(
+                        driver.as_ref(),
+                        lock.as_ref(),
+                        &started,
+                        rep,
+                        &mut local_skipped,
+                    )
                     .await
                 {
                     Ok(()) => {}
@@ -245,6 +269,7 @@ impl Engine {
         &self,
         driver: &dyn Driver,
         lock: Option<&CacheLock>,
+        started: &str,
         rep: &mut DriverReport,
         local_skipped: &mut BTreeSet<String>,
     ) -> Result<(), Stop> {
@@ -307,11 +332,8 @@ impl Engine {
         }
         if let (Some(lock), true) = (lock, rep.failed.is_empty() && rep.skipped.is_empty()) {
             let (replica, lock) = (self.replica.clone(), lock.clone());
-            blocking(move || {
-                let scan = replica.scan()?;
-                replica.set_sync_base(&lock, &name, &scan.hashes)
-            })
-            .await?;
+            let started = started.to_owned();
+            blocking(move || replica.set_last_sync(&lock, &name, &started)).await?;
         }
         Ok(())
     }
@@ -382,49 +404,53 @@ impl Engine {
             }
         }
 
-        let mut plan: Vec<(TaskId, Option<Task>, Option<Task>, Task)> = Vec::new();
+        let mut plan: Vec<Planned> = Vec::new();
         for id in diff {
             if failed_ids.contains(&id) {
                 continue;
             }
-            let (l, r) = (local.remove(&id), remote.remove(&id));
-            match merge(l.as_ref(), r.as_ref()) {
-                Ok(Some(m)) => plan.push((id, l, r, m)),
+            let (local, remote) = (local.remove(&id), remote.remove(&id));
+            match merge(local.as_ref(), remote.as_ref()) {
+                Ok(Some(merged)) => plan.push(Planned {
+                    local,
+                    remote,
+                    merged,
+                }),
                 Ok(None) => {}
                 Err(e) => rep.failed.push(format!("driver '{name}': {e}")),
             }
         }
 
-        self.guard(&name, local_hashes, remote_hashes, &plan)?;
+        self.guard(&name, local_hashes, remote_hashes, &plan)
+            .await?;
         let Some(lock) = lock else {
-            for (_, l, r, m) in &plan {
-                match (l.as_ref() != Some(m), r.as_ref() != Some(m)) {
-                    (true, true) => rep.merged += 1,
-                    (true, false) => rep.pulled += 1,
-                    (false, true) => rep.pushed += 1,
-                    (false, false) => {}
-                }
+            for p in &plan {
+                rep.count(
+                    p.local.as_ref() != Some(&p.merged),
+                    p.remote.as_ref() != Some(&p.merged),
+                );
             }
             return Ok(());
         };
 
         // Push what the driver lacks; take what it answers (it may hold even newer states).
-        let mut results: Vec<(TaskId, Option<Task>, Task, bool)> = Vec::new();
+        // Each outcome: (local state before, final state, whether it was pushed).
+        let mut results: Vec<(Option<Task>, Task, bool)> = Vec::new();
         let (push, pull): (Vec<_>, Vec<_>) = plan
             .into_iter()
-            .partition(|(_, _, r, m)| r.as_ref() != Some(m));
-        for (_, l, _, m) in pull {
-            results.push((m.id().clone(), l, m, false));
+            .partition(|p| p.remote.as_ref() != Some(&p.merged));
+        for p in pull {
+            results.push((p.local, p.merged, false));
         }
         for chunk in push.chunks(batch_size) {
             let batch = chunk
                 .iter()
-                .map(|(id, _, _, m)| (id.clone(), Some(m.clone())))
+                .map(|p| (p.merged.id().clone(), Some(p.merged.clone())))
                 .collect();
             let answers = driver.resolve(batch).await?;
-            for ((_, l, _, _), (id, r)) in chunk.iter().zip(answers) {
+            for (p, (id, r)) in chunk.iter().zip(answers) {
                 match r {
-                    Ok(Some(t)) => results.push((id, l.clone(), t, true)),
+                    Ok(Some(t)) => results.push((p.local.clone(), t, true)),
                     Ok(None) => rep.failed.push(format!(
                         "driver '{name}': task '{id}' was sent but the driver answered nothing"
                     )),
@@ -434,45 +460,36 @@ impl Engine {
             self.progress.advance(chunk.len());
         }
 
-        // Store the outcome locally, journaling local edits that lost.
-        let base = {
+        // Store the outcome locally, journaling local values that lost although they were
+        // edited after the last successful sync with this driver.
+        let last_sync = {
             let replica = self.replica.clone();
             let name = name.clone();
-            blocking(move || replica.sync_base(&name)).await
+            blocking(move || replica.last_sync(&name)).await
         };
         let now = format_timestamp(Utc::now()).unwrap_or_default();
         let mut writes = Vec::new();
         let mut conflicts = Vec::new();
-        for (id, l, t, pushed) in results {
-            let changed_locally = l.as_ref() != Some(&t);
-            match (changed_locally, pushed) {
-                (true, true) => rep.merged += 1,
-                (true, false) => rep.pulled += 1,
-                (false, true) => rep.pushed += 1,
-                (false, false) => {}
-            }
+        for (local, t, pushed) in results {
+            let changed_locally = local.as_ref() != Some(&t);
+            rep.count(changed_locally, pushed);
             if !changed_locally {
                 continue;
             }
-            if let Some(l) = &l {
-                if base.get(&id) != Some(&l.hash()) {
-                    for (field, lost) in lost_values(l, &t) {
-                        let kept = t.get(&field).cloned().or_else(|| {
-                            field
-                                .strip_prefix("tags.")
-                                .filter(|tag| t.tags().contains(tag))
-                                .map(|_| serde_json::Value::Bool(true))
-                        });
-                        conflicts.push(ConflictRecord {
-                            at: now.clone(),
-                            driver: name.clone(),
-                            task: id.clone(),
-                            field,
-                            lost,
-                            kept,
-                        });
-                    }
-                }
+            for lost in local.iter().flat_map(|l| {
+                lost_values(l, &t).into_iter().filter(|lost| {
+                    let clock = l.clocks().get(&lost.field).and_then(|c| c.as_str());
+                    clock.is_some_and(|c| last_sync.as_deref().is_none_or(|s| c >= s))
+                })
+            }) {
+                conflicts.push(ConflictRecord {
+                    at: now.clone(),
+                    driver: name.clone(),
+                    task: t.id().clone(),
+                    field: lost.field,
+                    lost: lost.lost,
+                    kept: lost.kept,
+                });
             }
             writes.push(t);
         }
@@ -489,32 +506,37 @@ impl Engine {
     }
 
     /// Refuses a pass that would newly tombstone too many live tasks on either side.
-    fn guard(
+    async fn guard(
         &self,
         name: &str,
         local_hashes: &Hashes,
         remote_hashes: &Hashes,
-        plan: &[(TaskId, Option<Task>, Option<Task>, Task)],
+        plan: &[Planned],
     ) -> Result<(), Stop> {
         if self.options.force {
             return Ok(());
         }
-        let newly = |side: fn(&(TaskId, Option<Task>, Option<Task>, Task)) -> Option<&Task>| {
+        let newly = |side: fn(&Planned) -> Option<&Task>| {
             plan.iter()
-                .filter(|p| side(p).is_some_and(|t| !t.is_deleted()) && p.3.is_deleted())
+                .filter(|p| side(p).is_some_and(|t| !t.is_deleted()) && p.merged.is_deleted())
                 .count()
         };
+        let (local_n, remote_n) = (newly(|p| p.local.as_ref()), newly(|p| p.remote.as_ref()));
+        let min = self.options.delete_guard_min;
+        // Counting live local tasks reads every file: only when the guard may trip.
+        let local_live = if local_n >= min {
+            let (replica, ids) = (self.replica.clone(), local_hashes.keys().cloned().collect());
+            blocking(move || live_tasks(&replica, ids)).await
+        } else {
+            local_hashes.len()
+        };
         let checks = [
-            ("the local cache", newly(|p| p.1.as_ref()), self.live_local(local_hashes)),
-            (
-                "the driver",
-                newly(|p| p.2.as_ref()),
-                remote_hashes.len(),
-            ),
+            ("the local cache", local_n, local_live),
+            ("the driver", remote_n, remote_hashes.len()),
         ];
         for (side, n, live) in checks {
             let limit = live as u64 * u64::from(self.options.max_delete_percent) / 100;
-            if n >= self.options.delete_guard_min && n as u64 > limit {
+            if n >= min && n as u64 > limit {
                 return Err(Stop::Guard(format!(
                     "driver '{name}': this sync would delete {n} of {live} tasks in {side} \
                      (more than {}%); nothing was written; rerun with --force if that is intended",
@@ -524,19 +546,19 @@ impl Engine {
         }
         Ok(())
     }
+}
 
-    fn live_local(&self, local_hashes: &Hashes) -> usize {
-        local_hashes
-            .keys()
-            .filter(|id| {
-                self.replica
-                    .get(id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|t| !t.is_deleted())
-            })
-            .count()
-    }
+/// How many of `ids` are live (not tombstones) in the cache.
+fn live_tasks(replica: &Replica, ids: Vec<TaskId>) -> usize {
+    ids.iter()
+        .filter(|id| {
+            replica
+                .get(id)
+                .ok()
+                .flatten()
+                .is_some_and(|t| !t.is_deleted())
+        })
+        .count()
 }
 
 /// Ids whose hash differs between two maps, including ids only one side has.

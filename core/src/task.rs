@@ -86,8 +86,7 @@ impl TaskId {
     /// Whether `s` is a valid task id.
     pub fn is_valid(s: &str) -> bool {
         (1..=64).contains(&s.len())
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }
 
@@ -480,12 +479,7 @@ fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> {
                 _ => Err(err("tags", "must be an array of non-empty strings".into())),
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(err(
-                "tags",
-                "must be an array of non-empty strings".into(),
-            ))
-        }
+        Some(_) => return Err(err("tags", "must be an array of non-empty strings".into())),
     };
     let mut clocks = match doc.remove("field_updated_at") {
         None => Map::new(),
@@ -498,10 +492,12 @@ fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> {
         }
     };
     for (k, v) in clocks.iter_mut() {
-        let canon = v
-            .as_str()
-            .and_then(canonical_timestamp)
-            .ok_or_else(|| err("field_updated_at", format!("clock {k:?} is not a timestamp")))?;
+        let canon = v.as_str().and_then(canonical_timestamp).ok_or_else(|| {
+            err(
+                "field_updated_at",
+                format!("clock {k:?} is not a timestamp"),
+            )
+        })?;
         *v = Value::String(canon);
     }
 

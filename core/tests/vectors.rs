@@ -30,20 +30,32 @@ fn name(v: &Value) -> &str {
 #[test]
 fn hash_vectors() {
     for v in section("hash") {
-        let task = Task::from_value(v["task"].clone()).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        let task =
+            Task::from_value(v["task"].clone()).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
         let canonical = String::from_utf8(task.canonical_bytes()).unwrap();
         assert_eq!(canonical, v["canonical"].as_str().unwrap(), "{}", name(&v));
-        assert_eq!(task.hash().as_str(), v["sha256"].as_str().unwrap(), "{}", name(&v));
+        assert_eq!(
+            task.hash().as_str(),
+            v["sha256"].as_str().unwrap(),
+            "{}",
+            name(&v)
+        );
     }
 }
 
 #[test]
 fn normalize_vectors() {
     for v in section("normalize") {
-        let task = Task::from_value(v["input"].clone()).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
+        let task =
+            Task::from_value(v["input"].clone()).unwrap_or_else(|e| panic!("{}: {e}", name(&v)));
         assert_eq!(task.to_value(), v["expected"], "{}", name(&v));
         let again = Task::from_value(task.to_value()).unwrap();
-        assert_eq!(again, task, "{}: normalising twice changes nothing", name(&v));
+        assert_eq!(
+            again,
+            task,
+            "{}: normalising twice changes nothing",
+            name(&v)
+        );
     }
 }
 
@@ -59,7 +71,12 @@ fn merge_vectors() {
         let ba = merge(b.as_ref(), Some(&a)).unwrap().unwrap();
         assert_eq!(ab.to_value(), v["expected"], "{}: merge(a, b)", name(&v));
         assert_eq!(ba.to_value(), v["expected"], "{}: merge(b, a)", name(&v));
-        assert_eq!(ab.hash().as_str(), v["expected_sha256"].as_str().unwrap(), "{}", name(&v));
+        assert_eq!(
+            ab.hash().as_str(),
+            v["expected_sha256"].as_str().unwrap(),
+            "{}",
+            name(&v)
+        );
     }
 }
 
@@ -83,7 +100,10 @@ fn root_vectors() {
             "{}",
             name(&v)
         );
-        assert_eq!(root_hash(&hashes), ContentHash::parse(v["sha256"].as_str().unwrap()).unwrap());
+        assert_eq!(
+            root_hash(&hashes),
+            ContentHash::parse(v["sha256"].as_str().unwrap()).unwrap()
+        );
     }
 }
 
@@ -92,5 +112,8 @@ fn errors_name_the_field() {
     let e = Task::from_value(serde_json::json!({"id": "abc", "due": "tomorrow"})).unwrap_err();
     assert_eq!(e.id.as_deref(), Some("abc"));
     assert_eq!(e.field.as_deref(), Some("due"));
-    assert!(e.to_string().contains("'abc'") && e.to_string().contains("'due'"), "{e}");
+    assert!(
+        e.to_string().contains("'abc'") && e.to_string().contains("'due'"),
+        "{e}"
+    );
 }
