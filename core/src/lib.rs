@@ -7,6 +7,7 @@ mod cache;
 pub mod conformance;
 mod driver;
 mod error;
+pub mod external;
 pub mod files;
 mod hash;
 mod merge;

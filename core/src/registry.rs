@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::driver::Driver;
 use crate::error::{DriverError, ErrorKind};
+use crate::external;
 
 /// One `[drivers.NAME]` table.
 #[derive(Debug, Clone)]
@@ -76,21 +77,31 @@ impl Registry {
         self.factories.keys().map(String::as_str).collect()
     }
 
-    /// Builds a driver. An unknown kind is an error listing the available ones.
+    /// Builds a driver. A kind with no factory runs the program `hypertask-driver-KIND` from
+    /// `PATH` (see [`crate::external`]); with no such program it is an error listing the
+    /// available kinds.
     pub fn build(&self, spec: &DriverSpec) -> Result<Arc<dyn Driver>, DriverError> {
-        match self.factories.get(&spec.kind) {
-            Some(factory) => factory(spec),
-            None => Err(DriverError::new(
-                &spec.name,
-                ErrorKind::Config,
-                format!(
-                    "unknown driver type '{}' in [drivers.{}]; available types: {}",
-                    spec.kind,
-                    spec.name,
-                    self.kinds().join(", ")
-                ),
-            )),
+        if let Some(factory) = self.factories.get(&spec.kind) {
+            return factory(spec);
         }
+        if let Some(program) = external::find_program(&spec.kind) {
+            return Ok(Arc::new(external::ExternalDriver::new(
+                spec.clone(),
+                program,
+            )));
+        }
+        Err(DriverError::new(
+            &spec.name,
+            ErrorKind::Config,
+            format!(
+                "unknown driver type '{}' in [drivers.{}]; available types: {} \
+                 (or install a program named {} on PATH)",
+                spec.kind,
+                spec.name,
+                self.kinds().join(", "),
+                external::program_name(&spec.kind)
+            ),
+        ))
     }
 }
 

@@ -250,7 +250,9 @@ async fn no_op_sync_stops_at_the_root_hash_and_writes_nothing() {
     for i in 0..5 {
         a.put(&Task::from_value(json!({"id": format!("t{i}"), "description": "x"})).unwrap());
     }
-    let r = a.sync(std::slice::from_ref(&d), SyncOptions::default()).await;
+    let r = a
+        .sync(std::slice::from_ref(&d), SyncOptions::default())
+        .await;
     assert_eq!(r.drivers[0].pushed, 5);
     assert_eq!(store.snapshot().len(), 5);
     let before = a.files();
@@ -273,7 +275,8 @@ async fn dry_run_reports_and_writes_nothing_anywhere() {
     let (store, d) = mem("m");
     a.put(&Task::from_value(json!({"id": "fromA", "description": "a"})).unwrap());
     b.put(&Task::from_value(json!({"id": "fromB", "description": "b"})).unwrap());
-    b.sync(std::slice::from_ref(&d), SyncOptions::default()).await;
+    b.sync(std::slice::from_ref(&d), SyncOptions::default())
+        .await;
     let before_store = store.snapshot();
     let before_files = a.files();
     let r = a

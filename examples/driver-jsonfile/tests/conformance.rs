@@ -1,0 +1,79 @@
+//! The conformance suite, twice: the crate in-process, and the binary as an external program
+//! through core's `ExternalDriver` (the JSON-lines protocol).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hypertask_core::conformance::Harness;
+use hypertask_core::external::ExternalDriver;
+use hypertask_core::{Driver, DriverSpec, Registry};
+
+/// Temporary directories live as long as the test process; each harness call gets a new one.
+fn fresh_file() -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    dir.join("tasks.json")
+}
+
+fn spec(path: &PathBuf) -> DriverSpec {
+    DriverSpec {
+        name: "example".into(),
+        kind: hypertask_driver_jsonfile::KIND.into(),
+        options: serde_json::json!({ "path": path }),
+        data_dir: path.parent().unwrap().to_owned(),
+    }
+}
+
+mod in_process {
+    use super::*;
+
+    struct InProcess;
+
+    #[hypertask_core::async_trait]
+    impl Harness for InProcess {
+        async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
+            let mut registry = Registry::new();
+            hypertask_driver_jsonfile::register(&mut registry);
+            let spec = spec(&fresh_file());
+            (
+                registry.build(&spec).unwrap(),
+                registry.build(&spec).unwrap(),
+            )
+        }
+    }
+
+    hypertask_core::conformance_tests!(InProcess);
+}
+
+mod external_program {
+    use super::*;
+
+    struct External;
+
+    #[hypertask_core::async_trait]
+    impl Harness for External {
+        async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
+            let program = PathBuf::from(env!("CARGO_BIN_EXE_hypertask-driver-jsonfile"));
+            let spec = spec(&fresh_file());
+            (
+                Arc::new(ExternalDriver::new(spec.clone(), program.clone())),
+                Arc::new(ExternalDriver::new(spec, program)),
+            )
+        }
+    }
+
+    hypertask_core::conformance_tests!(External);
+}
+
+#[test]
+fn unknown_kind_without_a_program_lists_the_kinds() {
+    let mut registry = Registry::new();
+    hypertask_driver_jsonfile::register(&mut registry);
+    let mut s = spec(&fresh_file());
+    s.kind = "nosuchkind".into();
+    let err = registry.build(&s).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown driver type 'nosuchkind'") && err.contains("jsonfile"),
+        "{err}"
+    );
+    assert!(err.contains("hypertask-driver-nosuchkind"), "{err}");
+}
