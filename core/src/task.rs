@@ -316,8 +316,12 @@ impl Task {
     }
 
     /// The file format: pretty JSON, sorted keys, trailing newline.
+    ///
+    /// Keys are sorted explicitly, so the bytes do not depend on whether some crate in the
+    /// build turned on serde_json's `preserve_order`.
     pub fn to_pretty_json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(&self.doc).expect("a JSON map always serialises");
+        let mut out =
+            serde_json::to_vec_pretty(&sorted(&self.to_value())).expect("JSON always serialises");
         out.push(b'\n');
         out
     }
@@ -543,6 +547,19 @@ fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> {
     Ok(Task { id, doc })
 }
 
+/// `v` with every object's keys in sorted order.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -579,6 +596,20 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("due"));
         assert_eq!(t, before);
+    }
+
+    #[test]
+    fn file_format_sorts_keys_at_every_level_and_ends_with_a_newline() {
+        let t = Task::from_value(serde_json::json!({
+            "id": "abc", "zeta": {"b": 1, "a": [{"d": 1, "c": 2}]}, "alpha": 1
+        }))
+        .unwrap();
+        let text = String::from_utf8(t.to_pretty_json()).unwrap();
+        assert!(text.ends_with("}\n"));
+        let pos = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+        assert!(pos("alpha") < pos("created_at") && pos("created_at") < pos("zeta"));
+        assert!(pos("a") < pos("b") && pos("c") < pos("d"));
+        assert_eq!(Task::from_json(text.as_bytes()).unwrap(), t);
     }
 
     #[test]

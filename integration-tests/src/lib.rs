@@ -133,3 +133,164 @@ impl Machine {
 pub fn toml_path(p: &Path) -> String {
     serde_json::to_string(&p.to_string_lossy()).expect("path as JSON string")
 }
+
+/// Writes `n` generated tasks (~300 bytes each) straight into a data dir's cache.
+pub fn seed_tasks(data_dir: &Path, n: usize, prefix: &str) -> Vec<hypertask_core::TaskId> {
+    use hypertask_core::{Replica, Task, TaskId};
+    let replica = Replica::open(data_dir).expect("open cache");
+    let lock = replica
+        .lock(std::time::Duration::from_secs(30))
+        .expect("lock cache");
+    let ids: Vec<TaskId> = (0..n)
+        .map(|i| TaskId::new(format!("{prefix}{i:06}")).expect("valid id"))
+        .collect();
+    let tasks: Vec<Task> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            Task::from_value(serde_json::json!({
+                "id": id.as_str(),
+                "description": format!("generated task number {i} with a few words of text"),
+                "tags": ["bench", format!("t{}", i % 7)],
+                "due": "2027-03-01T09:00:00.000Z",
+                "x-estimate": i % 13,
+                "updated_at": "2026-11-26T10:00:00.000Z",
+                "created_at": "2026-11-26T10:00:00.000Z",
+            }))
+            .expect("generated task is valid")
+        })
+        .collect();
+    for chunk in tasks.chunks(1000) {
+        replica.put(&lock, chunk).expect("write tasks");
+    }
+    ids
+}
+
+/// Every `<name>.json` file in the task directory `dir` (dot-files, i.e. temporary files, are
+/// skipped) that does not parse as a task: a torn or corrupt file.
+pub fn torn_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with('.') && name.ends_with(".json")
+        })
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::read(p)
+                .ok()
+                .is_none_or(|b| hypertask_core::Task::from_json(&b).is_err())
+        })
+        .collect()
+}
+
+/// Records a figure for RELIABILITY.md: one JSON line in `target/reliability.jsonl`, which
+/// `scripts/reliability` turns into the document's table.
+pub fn record(guarantee: &str, figures: serde_json::Value) {
+    use std::io::Write as _;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability.jsonl");
+    let line = serde_json::json!({"guarantee": guarantee, "figures": figures});
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+    println!("RELIABILITY {line}");
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The MongoDB server the tests use: `HYPERTASK_TEST_MONGODB_URI`, which `scripts/test` sets
+/// after starting a MongoDB-protocol test server. Unset is a failure, never a skip.
+pub fn mongodb_uri() -> String {
+    match std::env::var("HYPERTASK_TEST_MONGODB_URI") {
+        Ok(u) if !u.trim().is_empty() => u,
+        _ => panic!(
+            "HYPERTASK_TEST_MONGODB_URI is not set{}. Run scripts/test, which installs and starts \
+             a MongoDB-protocol test server (SecantusDB) and sets it, or set it to a MongoDB \
+             server you run.",
+            if std::env::var_os("CI").is_some() {
+                " in CI"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// A name no other test or run uses (for databases, collections, directories).
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running `hypertask serve`, killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its base URL.
+    pub url: String,
+    /// The token clients must send.
+    pub token: String,
+}
+
+impl Server {
+    /// Starts `hypertask serve` for `machine` (whose config must hold a `[server]` table with
+    /// this `token`) on a free port, and waits until it accepts connections.
+    pub fn start(machine: &Machine, token: &str) -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = machine
+            .command()
+            .args(["serve", "--listen", &addr])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn hypertask serve");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hypertask serve did not start on {addr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Server {
+            child,
+            url: format!("http://{addr}"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// A `[drivers.NAME]` table for a client of this server.
+    pub fn driver_table(&self, name: &str) -> String {
+        format!(
+            "[drivers.{name}]\ntype = \"http\"\nurl = \"{}\"\ntoken = \"{}\"\n",
+            self.url, self.token
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,278 @@
+//! The document a task is stored as, and back.
+//!
+//! - `_id` is the task id; every other task field is a top-level field of the same name with
+//!   the same JSON shape (timestamps stay RFC 3339 strings; `field_updated_at` keeps its dotted
+//!   clock keys such as `tags.work`, which MongoDB 5.0+ stores as plain field names).
+//! - `hash` is the task's content hash, so listing needs only `{_id, hash}`.
+//! - A task field whose name would clash with that layout (`_id`, `hash`), that MongoDB refuses
+//!   at the top level (`$…`), or that starts with the escape character `~` is stored with one
+//!   more leading `~`; reading strips one. The mapping is a bijection, so every task round-trips.
+//! - Integers are stored as 64-bit integers (those above `i64::MAX` as Decimal128), other
+//!   numbers as doubles, so the canonical JSON, and the hash, come back identical.
+//! - Documents other MongoDB clients insert without `hash` are read whole and hashed. Whoever
+//!   edits a stored document by hand should `$unset` its `hash` too: listing trusts the field.
+
+use hypertask_core::{format_timestamp, Task, TaskId};
+use mongodb::bson::{Bson, Decimal128, Document};
+use serde_json::{Map, Number, Value};
+
+/// The field holding the task's content hash.
+pub const HASH_FIELD: &str = "hash";
+
+/// Prefix of an escaped top-level field name.
+const ESCAPE: char = '~';
+
+fn needs_escape(task_key: &str) -> bool {
+    task_key == "_id"
+        || task_key == HASH_FIELD
+        || task_key.starts_with('$')
+        || task_key.starts_with(ESCAPE)
+}
+
+/// The document field name of top-level task field `key`.
+pub fn field_name(key: &str) -> String {
+    if needs_escape(key) {
+        format!("{ESCAPE}{key}")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// The document storing `task`: `_id`, the task's fields and `hash`.
+///
+/// Fails only for what BSON cannot hold (a field name containing a NUL character).
+pub fn to_document(task: &Task) -> Result<Document, String> {
+    let mut doc = Document::new();
+    doc.insert("_id", task.id().as_str());
+    for (k, v) in task.as_map() {
+        if k == "id" {
+            continue;
+        }
+        if k.contains('\0') {
+            return Err(format!(
+                "field {k:?} has a NUL character in its name, which MongoDB cannot store"
+            ));
+        }
+        doc.insert(field_name(k), json_to_bson(k, v)?);
+    }
+    doc.insert(HASH_FIELD, task.hash().as_str());
+    Ok(doc)
+}
+
+/// The task a document stores. Errors say what is wrong with the document.
+pub fn from_document(doc: Document) -> Result<Task, String> {
+    let id = match doc.get("_id") {
+        Some(Bson::String(s)) if TaskId::is_valid(s) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "_id {other} is not a task id (1 to 64 of A-Z a-z 0-9 _ -)"
+            ))
+        }
+        None => return Err("the document has no _id".into()),
+    };
+    let mut map = Map::new();
+    for (k, v) in doc {
+        if k == "_id" || k == HASH_FIELD {
+            continue;
+        }
+        let key = k.strip_prefix(ESCAPE).unwrap_or(&k).to_owned();
+        let value = bson_to_json(&k, v)?;
+        if key == "id" {
+            if value.as_str() != Some(id.as_str()) {
+                return Err(format!("field '{k}' = {value} disagrees with _id '{id}'"));
+            }
+            continue;
+        }
+        map.insert(key, value);
+    }
+    map.insert("id".into(), Value::String(id));
+    Task::from_value(Value::Object(map)).map_err(|e| e.to_string())
+}
+
+/// A JSON value as BSON, keeping integers and doubles apart.
+pub fn json_to_bson(path: &str, v: &Value) -> Result<Bson, String> {
+    Ok(match v {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Bson::Int64(i)
+            } else if let Some(u) = n.as_u64() {
+                let d: Decimal128 = u
+                    .to_string()
+                    .parse()
+                    .map_err(|e| format!("field '{path}': {u} does not fit Decimal128: {e}"))?;
+                Bson::Decimal128(d)
+            } else {
+                Bson::Double(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => Bson::String(s.clone()),
+        Value::Array(a) => Bson::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| json_to_bson(&format!("{path}.{i}"), v))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => {
+            let mut d = Document::new();
+            for (k, v) in m {
+                if k.contains('\0') {
+                    return Err(format!(
+                        "field '{path}' has a key with a NUL character, which MongoDB cannot store"
+                    ));
+                }
+                d.insert(k.clone(), json_to_bson(&format!("{path}.{k}"), v)?);
+            }
+            Bson::Document(d)
+        }
+    })
+}
+
+/// A BSON value as JSON. Values only other MongoDB clients write are mapped as a person
+/// would expect: dates become canonical timestamps, Decimal128 a number, ObjectIds their hex
+/// string, anything else (binary, regex, …) its BSON text form.
+pub fn bson_to_json(path: &str, b: Bson) -> Result<Value, String> {
+    Ok(match b {
+        Bson::Null | Bson::Undefined => Value::Null,
+        Bson::Boolean(b) => Value::Bool(b),
+        Bson::Int32(i) => Value::from(i),
+        Bson::Int64(i) => Value::from(i),
+        Bson::Double(f) => Value::Number(
+            Number::from_f64(f)
+                .ok_or_else(|| format!("field '{path}' holds {f}, which JSON cannot represent"))?,
+        ),
+        Bson::Decimal128(d) => decimal_to_json(path, &d)?,
+        Bson::String(s) => Value::String(s),
+        Bson::Array(a) => Value::Array(
+            a.into_iter()
+                .enumerate()
+                .map(|(i, v)| bson_to_json(&format!("{path}.{i}"), v))
+                .collect::<Result<_, _>>()?,
+        ),
+        Bson::Document(d) => {
+            let mut m = Map::new();
+            for (k, v) in d {
+                let v = bson_to_json(&format!("{path}.{k}"), v)?;
+                m.insert(k, v);
+            }
+            Value::Object(m)
+        }
+        Bson::DateTime(dt) => chrono::DateTime::from_timestamp_millis(dt.timestamp_millis())
+            .and_then(format_timestamp)
+            .map(Value::String)
+            .ok_or_else(|| format!("field '{path}' holds a date outside years 0-9999"))?,
+        Bson::ObjectId(oid) => Value::String(oid.to_hex()),
+        other => Value::String(other.to_string()),
+    })
+}
+
+fn decimal_to_json(path: &str, d: &Decimal128) -> Result<Value, String> {
+    let s = d.to_string();
+    if let Ok(i) = s.parse::<i64>() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(u) = s.parse::<u64>() {
+        return Ok(Value::from(u));
+    }
+    s.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
+        .ok_or_else(|| format!("field '{path}' holds Decimal128 {s}, which JSON cannot represent"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(v: Value) -> Task {
+        Task::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn tasks_round_trip_with_the_same_hash() {
+        let text = r#"{"id": "rt1", "description": "x", "tags": ["work", "home"],
+            "due": "2026-03-01T10:00:00Z",
+            "priority": 1.5, "estimate": 1e21, "count": 3, "neg": -7, "zero": 0, "whole": 2.0,
+            "huge": 18446744073709551615, "tiny": 5e-324,
+            "meta": {"z": [3, 2.5, 1], "a": null, "b": true, "nested": {"deep": "x", "": 1}},
+            "uda.with.dots": "v", "field_updated_at": {"tags.work": "2026-01-01T00:00:00Z"}}"#;
+        let t = Task::from_json(text.as_bytes()).unwrap();
+        let doc = to_document(&t).unwrap();
+        assert_eq!(doc.get_str("_id").unwrap(), "rt1");
+        assert_eq!(doc.get_str(HASH_FIELD).unwrap(), t.hash().as_str());
+        assert_eq!(doc.get("count"), Some(&Bson::Int64(3)));
+        assert_eq!(doc.get("whole"), Some(&Bson::Double(2.0)));
+        assert!(matches!(doc.get("huge"), Some(Bson::Decimal128(_))));
+        assert!(doc
+            .get_document("field_updated_at")
+            .unwrap()
+            .contains_key("tags.work"));
+        // Through the BSON bytes, as a server would hand it back.
+        let bytes = doc.to_vec().unwrap();
+        let back = Document::from_reader(bytes.as_slice()).unwrap();
+        let read = from_document(back).unwrap();
+        assert_eq!(read.canonical_bytes(), t.canonical_bytes());
+        assert_eq!(read, t);
+    }
+
+    #[test]
+    fn clashing_field_names_are_escaped_and_restored() {
+        let t = task(
+            json!({"id": "esc1", "hash": "mine", "_id": 5, "$set": {"a": 1},
+            "~x": 1, "~~y": 2, "plain": 3}),
+        );
+        let doc = to_document(&t).unwrap();
+        let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
+        for k in ["~hash", "~_id", "~$set", "~~x", "~~~y", "plain"] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert_eq!(doc.get_str("_id").unwrap(), "esc1");
+        assert_eq!(from_document(doc).unwrap(), t);
+    }
+
+    #[test]
+    fn documents_from_other_clients_are_read() {
+        let mut doc = Document::new();
+        doc.insert("_id", "other1");
+        doc.insert("description", "typed by hand");
+        doc.insert("tags", vec![Bson::from("work")]);
+        doc.insert("n", Bson::Int32(4));
+        doc.insert(
+            "due",
+            Bson::DateTime(mongodb::bson::DateTime::from_millis(86_400_000)),
+        );
+        let t = from_document(doc).unwrap();
+        assert_eq!(t.get("n"), Some(&json!(4)));
+        assert_eq!(t.get_str("due"), Some("1970-01-02T00:00:00.000Z"));
+        assert_eq!(t.tags(), vec!["work"]);
+    }
+
+    #[test]
+    fn bad_documents_are_errors_naming_the_field() {
+        let mut doc = Document::new();
+        doc.insert("_id", "bad1");
+        doc.insert("due", 5);
+        let e = from_document(doc).unwrap_err();
+        assert!(e.contains("due"), "{e}");
+        let mut doc = Document::new();
+        doc.insert("_id", "../etc");
+        assert!(from_document(doc).unwrap_err().contains("not a task id"));
+        let mut doc = Document::new();
+        doc.insert("_id", "x1");
+        doc.insert("id", "x2");
+        assert!(from_document(doc).unwrap_err().contains("disagrees"));
+        let mut doc = Document::new();
+        doc.insert("_id", "x1");
+        doc.insert("f", f64::NAN);
+        assert!(from_document(doc).unwrap_err().contains("'f'"));
+    }
+
+    #[test]
+    fn nul_in_a_key_is_refused() {
+        let t = task(json!({"id": "nul1", "m": {"a\u{0}b": 1}}));
+        assert!(to_document(&t).unwrap_err().contains("NUL"));
+    }
+}
