@@ -1,7 +1,25 @@
-//! The fs driver for hypertask.
+//! The fs driver for hypertask: a plain directory of `<id>.json` task files (DESIGN.md §4),
+//! so two machines sharing a Dropbox, Syncthing or network folder stay in sync.
+//!
+//! - Writes are atomic (temporary file, then rename) and durable per batch, and
+//!   compare-and-swap under a lock file in the directory, so two processes never lose an update.
+//! - Foreign files are ignored; corrupt files and files whose name and id disagree are reported
+//!   by name and never overwritten.
+//! - Cloud-sync conflicted copies of a task are merged in with the core merge rule, then removed.
+//! - A configured directory that does not exist is an error (most likely a typo or an unmounted
+//!   drive) unless `create = true`.
 #![deny(missing_docs)]
 
-use hypertask_core::{DriverError, ErrorKind, Registry};
+mod config;
+mod error;
+mod store;
+
+use std::sync::Arc;
+
+use hypertask_core::{Driver, Registry, StoreDriver};
+
+pub use config::FsConfig;
+pub use store::FsStore;
 
 /// The driver kind, as in `type = "fs"`.
 pub const KIND: &str = "fs";
@@ -9,6 +27,8 @@ pub const KIND: &str = "fs";
 /// Registers the fs driver's factory.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
-        Err(DriverError::new(&spec.name, ErrorKind::Unsupported, "the fs driver is not built yet"))
+        let config: FsConfig = spec.config()?;
+        let store = FsStore::new(&spec.name, &config, &spec.data_dir)?;
+        Ok(Arc::new(StoreDriver::new(store)) as Arc<dyn Driver>)
     });
 }

@@ -1,0 +1,321 @@
+//! The commands that talk to drivers: `sync` and `drivers`.
+
+use std::io::IsTerminal as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use hypertask_core::{
+    Driver, DriverReport, DriverSpec, Engine, Health, Progress, Registry, Replica, SyncOptions,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::output::{out, Table};
+use crate::settings::Settings;
+use crate::Usage;
+
+/// How long `drivers --check` waits for one driver.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A driver table that could not be built (unknown type, bad options).
+struct Broken {
+    name: String,
+    kind: String,
+    error: String,
+}
+
+/// The drivers that were built, and the tables that could not be.
+type Built = (Vec<Arc<dyn Driver>>, Vec<Broken>);
+
+/// Builds the configured drivers (all, or those named). Must run inside the tokio runtime:
+/// some drivers create clients that need it.
+fn build(settings: &Settings, registry: &Registry, only: &[String]) -> Result<Built> {
+    for name in only {
+        if !settings.drivers.iter().any(|d| &d.name == name) {
+            let known: Vec<&str> = settings.drivers.iter().map(|d| d.name.as_str()).collect();
+            let known = if known.is_empty() {
+                "none are configured".to_owned()
+            } else {
+                format!("configured: {}", known.join(", "))
+            };
+            return Err(Usage(format!("there is no driver named '{name}' ({known})")).into());
+        }
+    }
+    let mut built = Vec::new();
+    let mut broken = Vec::new();
+    for entry in &settings.drivers {
+        if !only.is_empty() && !only.contains(&entry.name) {
+            continue;
+        }
+        let spec = DriverSpec {
+            name: entry.name.clone(),
+            kind: entry.kind.clone(),
+            options: entry.options.clone(),
+            data_dir: settings.data_dir.clone(),
+        };
+        match registry.build(&spec) {
+            Ok(d) => built.push(d),
+            Err(e) => broken.push(Broken {
+                name: entry.name.clone(),
+                kind: entry.kind.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok((built, broken))
+}
+
+/// Where the settings came from, for "nothing configured" messages.
+fn origin(settings: &Settings) -> String {
+    match &settings.file {
+        Some(f) => format!("in {}", f.display()),
+        None => "(no config file)".to_owned(),
+    }
+}
+
+/// What `sync` was asked to do.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncArgs {
+    /// `--driver` names.
+    pub drivers: Vec<String>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--force`.
+    pub force: bool,
+}
+
+/// `sync`. Returns whether everything synced.
+pub(crate) fn sync(settings: &Settings, registry: &Registry, args: SyncArgs) -> Result<bool> {
+    if settings.drivers.is_empty() {
+        out(&format!(
+            "nothing to sync: no drivers are configured {}; add a [drivers.NAME] table\n",
+            origin(settings)
+        ));
+        return Ok(true);
+    }
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
+    let (drivers, broken) = build(settings, registry, &args.drivers)?;
+    let replica = Replica::open(&settings.data_dir)?;
+    let options = SyncOptions {
+        dry_run: args.dry_run,
+        force: args.force,
+        max_delete_percent: settings.max_delete_percent,
+        ..SyncOptions::default()
+    };
+    let mut engine = Engine::new(replica, drivers, options);
+    if std::io::stderr().is_terminal() {
+        engine = engine.with_progress(Arc::new(Bar::default()));
+    }
+    let report = runtime.block_on(engine.sync())?;
+
+    let mut ok = broken.is_empty() && report.is_ok();
+    let mut summary = String::new();
+    for b in &broken {
+        eprintln!("hypertask: {}", b.error);
+        summary.push_str(&format!("{} ({}): not started\n", b.name, b.kind));
+    }
+    for skipped in &report.local_skipped {
+        eprintln!("hypertask: skipped {skipped}");
+    }
+    for d in &report.drivers {
+        for line in d.failed.iter().chain(&d.skipped) {
+            eprintln!("hypertask: {line}");
+        }
+        if let Some(e) = &d.error {
+            let hint = if d.retryable {
+                " (temporary: try again later)"
+            } else {
+                ""
+            };
+            eprintln!("hypertask: {e}{hint}");
+        }
+        summary.push_str(&summary_line(d, report.dry_run));
+        summary.push('\n');
+    }
+    if report.dry_run {
+        summary.push_str("dry run: nothing was written\n");
+    }
+    out(&summary);
+    ok &= report.drivers.iter().all(DriverReport::is_ok);
+    Ok(ok)
+}
+
+/// `dropbox (fs): pulled 2, pushed 1, merged 0`.
+fn summary_line(d: &DriverReport, dry_run: bool) -> String {
+    let head = format!("{} ({})", d.name, d.kind);
+    if d.error.is_some() {
+        return format!("{head}: failed");
+    }
+    let parts: Vec<String> = [
+        ("pulled", d.pulled),
+        ("pushed", d.pushed),
+        ("merged", d.merged),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{what} {n}"))
+    .collect();
+    let mut counts = if parts.is_empty() {
+        "up to date".to_owned()
+    } else if dry_run {
+        format!("would have {}", parts.join(", "))
+    } else {
+        parts.join(", ")
+    };
+    if !d.failed.is_empty() {
+        counts.push_str(&format!(", {} failed", d.failed.len()));
+    }
+    if !d.skipped.is_empty() {
+        counts.push_str(&format!(", {} skipped as invalid", d.skipped.len()));
+    }
+    format!("{head}: {counts}")
+}
+
+/// One row of `drivers --json`.
+#[derive(Serialize)]
+struct DriverRow {
+    name: String,
+    kind: String,
+    capabilities: Option<hypertask_core::Capabilities>,
+    health: Option<Health>,
+    error: Option<String>,
+}
+
+/// `drivers [--check]`. Returns whether every driver was built (and, with `--check`, healthy).
+pub(crate) fn drivers(
+    settings: &Settings,
+    registry: &Registry,
+    check: bool,
+    json: bool,
+) -> Result<bool> {
+    if settings.drivers.is_empty() && !json {
+        out(&format!("no drivers are configured {}\n", origin(settings)));
+        return Ok(true);
+    }
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
+    let (built, broken) = build(settings, registry, &[])?;
+    let mut rows: Vec<DriverRow> = Vec::new();
+    for d in built {
+        let info = d.info();
+        let (health, error) = if check {
+            match runtime.block_on(tokio::time::timeout(CHECK_TIMEOUT, d.check())) {
+                Ok(Ok(h)) => (Some(h), None),
+                Ok(Err(e)) => (None, Some(e.to_string())),
+                Err(_) => (
+                    None,
+                    Some(format!(
+                        "driver '{}': no answer within {CHECK_TIMEOUT:?}",
+                        info.name
+                    )),
+                ),
+            }
+        } else {
+            (None, None)
+        };
+        rows.push(DriverRow {
+            name: info.name,
+            kind: info.kind,
+            capabilities: Some(info.capabilities),
+            health,
+            error,
+        });
+    }
+    for b in broken {
+        rows.push(DriverRow {
+            name: b.name,
+            kind: b.kind,
+            capabilities: None,
+            health: None,
+            error: Some(b.error),
+        });
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let ok = rows
+        .iter()
+        .all(|r| r.error.is_none() && r.health.as_ref().is_none_or(|h| h.ok));
+    if json {
+        out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+        return Ok(ok);
+    }
+    let mut header = vec!["Name", "Kind", "Capabilities"];
+    if check {
+        header.push("Health");
+    }
+    let mut table = Table::new(&header);
+    for r in &rows {
+        let caps = match &r.capabilities {
+            Some(c) => {
+                let mut parts = vec![if c.remote { "remote" } else { "local" }.to_owned()];
+                if c.atomic_writes {
+                    parts.push("atomic writes".into());
+                }
+                if c.cheap_root {
+                    parts.push("cheap no-op check".into());
+                }
+                parts.push(format!("batches of {}", c.max_batch));
+                parts.join(", ")
+            }
+            None => "-".to_owned(),
+        };
+        let mut row = vec![r.name.clone(), r.kind.clone(), caps];
+        if check {
+            row.push(match (&r.health, &r.error) {
+                (Some(h), _) => format!("{}: {}", if h.ok { "ok" } else { "FAILING" }, h.detail),
+                (None, Some(e)) => format!("FAILING: {e}"),
+                (None, None) => String::new(),
+            });
+        }
+        table.row(row);
+    }
+    out(&table.render());
+    for r in &rows {
+        if let (Some(e), false) = (&r.error, check) {
+            eprintln!("hypertask: {e}");
+        }
+    }
+    Ok(ok)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// A progress bar on stderr, one per driver pass.
+#[derive(Default)]
+struct Bar {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bar {
+    fn start(&self, driver: &str, total: usize) {
+        let bar = ProgressBar::new(total as u64).with_message(driver.to_owned());
+        if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} tasks") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn advance(&self, n: usize) {
+        if let Ok(slot) = self.bar.lock() {
+            if let Some(bar) = slot.as_ref() {
+                bar.inc(n as u64);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut slot) = self.bar.lock() {
+            if let Some(bar) = slot.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}

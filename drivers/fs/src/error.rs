@@ -1,0 +1,52 @@
+//! Conversions of local failures into core's [`DriverError`], always naming the instance.
+
+use std::io;
+use std::path::Path;
+
+use hypertask_core::files::FileError;
+use hypertask_core::{DriverError, ErrorKind};
+
+/// An I/O failure on `path`.
+pub(crate) fn io(name: &str, path: &Path, e: io::Error) -> DriverError {
+    DriverError::io(name, path.display(), e)
+}
+
+/// A task file that could not be read or is not a valid task: it fails alone.
+pub(crate) fn file(name: &str, e: FileError) -> DriverError {
+    let kind = match e.io {
+        Some(_) => ErrorKind::Io,
+        None => ErrorKind::InvalidData,
+    };
+    DriverError::new(name, kind, e.to_string())
+}
+
+/// The configured directory does not exist and `create` is off.
+pub(crate) fn missing_dir(name: &str, dir: &Path) -> DriverError {
+    DriverError::new(
+        name,
+        ErrorKind::Config,
+        format!(
+            "directory {} does not exist (a typo or an unmounted drive?); create it, or set \
+             `create = true` in [drivers.{name}]",
+            dir.display()
+        ),
+    )
+}
+
+/// Another process kept the directory's lock file too long.
+pub(crate) fn locked(name: &str, lock: &Path) -> DriverError {
+    DriverError::new(
+        name,
+        ErrorKind::Contended,
+        format!("another process holds {} ; try again later", lock.display()),
+    )
+}
+
+/// A blocking job panicked or was cancelled.
+pub(crate) fn join(name: &str, e: tokio::task::JoinError) -> DriverError {
+    DriverError::new(
+        name,
+        ErrorKind::Io,
+        format!("background file work failed: {e}"),
+    )
+}

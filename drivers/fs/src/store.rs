@@ -1,0 +1,433 @@
+//! The fs [`Store`]: a shared directory of `<id>.json` task files (DESIGN.md §4, "fs").
+//!
+//! Reads never write: a listing with a cloud-sync conflicted copy reports the merge of the
+//! task and its copies, so a dry run stays a dry run. The first write of such a task (or the
+//! end of a sync that wrote anything) stores the merged state and removes the copies.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hypertask_core::files::{Durability, TaskDir};
+use hypertask_core::{
+    async_trait, expand_path, merge_tasks, Capabilities, ContentHash, DriverError, DriverInfo,
+    ErrorKind, Health, Inventory, Problem, PutOutcome, Store, Task, TaskId, Write,
+};
+
+use crate::config::FsConfig;
+use crate::error;
+use crate::KIND;
+
+/// The lock file, inside the shared directory, that serialises writers on one machine.
+const LOCK_FILE: &str = ".hypertask.lock";
+
+/// How long a write waits for another process holding the directory's lock.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Conflicted copies found in the directory, by the task they copy.
+type Copies = BTreeMap<TaskId, Vec<(PathBuf, Task)>>;
+
+/// A directory of task files shared through Dropbox, Syncthing, a network drive or a USB stick.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    tasks: TaskDir,
+    create: bool,
+}
+
+impl FsStore {
+    /// The store of driver instance `name`; its scan index is kept under `data_dir`, never in
+    /// the shared directory.
+    pub fn new(name: &str, config: &FsConfig, data_dir: &Path) -> Result<FsStore, DriverError> {
+        if config.path.as_os_str().is_empty() {
+            return Err(DriverError::new(
+                name,
+                ErrorKind::Config,
+                format!("[drivers.{name}] has an empty `path`"),
+            ));
+        }
+        let dir = expand_path(&config.path);
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        // The directory's hash keeps indexes apart when an instance is pointed elsewhere.
+        let dir_hash = ContentHash::of_bytes(dir.to_string_lossy().as_bytes());
+        let index = data_dir
+            .join("fs-index")
+            .join(format!("{safe}-{}.json", &dir_hash.as_str()[..12]));
+        Ok(FsStore {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                tasks: TaskDir::new(dir, Some(index), Durability::from_env()),
+                create: config.create,
+            }),
+        })
+    }
+
+    /// The shared directory.
+    pub fn dir(&self) -> &Path {
+        self.inner.tasks.dir()
+    }
+
+    /// Runs blocking file work off the async reactor.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, DriverError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let name = inner.name.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| error::join(&name, e))?
+    }
+}
+
+impl Inner {
+    fn dir(&self) -> &Path {
+        self.tasks.dir()
+    }
+
+    /// Whether the directory exists. A missing one is an error unless `create` is set; then
+    /// it is created when `for_write`, and reads see an empty directory.
+    fn ensure_dir(&self, for_write: bool) -> Result<bool, DriverError> {
+        let dir = self.dir();
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(true),
+            Ok(_) => Err(DriverError::new(
+                &self.name,
+                ErrorKind::Config,
+                format!("{} is not a directory", dir.display()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.create {
+                    Err(error::missing_dir(&self.name, dir))
+                } else if for_write {
+                    self.tasks
+                        .create()
+                        .map_err(|e| error::io(&self.name, dir, e))?;
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            Err(e) => Err(error::io(&self.name, dir, e)),
+        }
+    }
+
+    /// Takes the directory's exclusive lock, waiting a bounded time for another process.
+    fn lock(&self) -> Result<File, DriverError> {
+        let path = self.dir().join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| error::io(&self.name, &path, e))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(error::locked(&self.name, &path)),
+                Err(fs::TryLockError::Error(e)) => return Err(error::io(&self.name, &path, e)),
+            }
+        }
+    }
+
+    /// The conflicted copies among `names` (file names in the directory) that hold the task
+    /// they are named for. Anything else is a foreign file and is ignored.
+    fn copies_among<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Copies {
+        let mut copies = Copies::new();
+        for name in names {
+            let Some(id) = copy_owner(name) else { continue };
+            let path = self.dir().join(name);
+            match self.tasks.read_path(&id, &path) {
+                Ok(task) => copies.entry(id).or_default().push((path, task)),
+                Err(e) => tracing::warn!(driver = %self.name, "ignoring {e}"),
+            }
+        }
+        copies
+    }
+
+    /// Every conflicted copy in the directory.
+    fn copies(&self) -> Result<Copies, DriverError> {
+        let rd = fs::read_dir(self.dir()).map_err(|e| error::io(&self.name, self.dir(), e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| error::io(&self.name, self.dir(), e))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(self.copies_among(names.iter().map(String::as_str)))
+    }
+
+    /// The task's file (`Err` when it is corrupt or misnamed) merged with its copies.
+    fn state(&self, id: &TaskId, copies: &Copies) -> Result<Option<Task>, DriverError> {
+        let mut state = self
+            .tasks
+            .read(id)
+            .map_err(|e| error::file(&self.name, e))?;
+        for (_, copy) in copies.get(id).into_iter().flatten() {
+            state = Some(match state {
+                Some(s) => merge_tasks(&s, copy).map_err(|e| {
+                    DriverError::new(&self.name, ErrorKind::InvalidData, e.to_string())
+                })?,
+                None => copy.clone(),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Removes the conflicted copies of `ids` once their merge is stored.
+    fn remove_copies<'a>(&self, ids: impl IntoIterator<Item = &'a TaskId>, copies: &Copies) {
+        for id in ids {
+            for (path, _) in copies.get(id).into_iter().flatten() {
+                if let Err(e) = fs::remove_file(path) {
+                    tracing::warn!(driver = %self.name, "cannot remove merged copy {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    fn list(&self) -> Result<Inventory, DriverError> {
+        if !self.ensure_dir(false)? {
+            return Ok(Inventory::default());
+        }
+        let scan = self
+            .tasks
+            .scan()
+            .map_err(|e| error::io(&self.name, self.dir(), e))?;
+        let mut inventory = Inventory {
+            hashes: scan.hashes,
+            problems: Vec::new(),
+        };
+        let copies = self.copies_among(scan.others.iter().map(String::as_str));
+        for id in copies.keys() {
+            if scan.problems.iter().any(|p| p.id.as_ref() == Some(id)) {
+                continue; // the task's own file is corrupt: reported below, copies left alone
+            }
+            match self.state(id, &copies) {
+                Ok(Some(t)) => {
+                    inventory.hashes.insert(id.clone(), t.hash());
+                }
+                Ok(None) => {}
+                Err(e) => inventory.problems.push(Problem {
+                    id: Some(id.clone()),
+                    error: e,
+                }),
+            }
+        }
+        inventory
+            .problems
+            .extend(scan.problems.into_iter().map(|p| Problem {
+                error: DriverError::new(&self.name, ErrorKind::InvalidData, p.to_string()),
+                id: p.id,
+            }));
+        Ok(inventory)
+    }
+
+    fn get(&self, ids: &[TaskId]) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+        if !self.ensure_dir(false)? {
+            return Ok(ids.iter().map(|_| Ok(None)).collect());
+        }
+        let copies = self.copies()?;
+        Ok(ids.iter().map(|id| self.state(id, &copies)).collect())
+    }
+
+    fn put(&self, writes: Vec<Write>) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+        self.ensure_dir(true)?;
+        let _lock = self.lock()?;
+        let copies = self.copies()?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut to_write: Vec<Task> = Vec::new();
+        for w in writes {
+            let current = match self.state(w.task.id(), &copies) {
+                Ok(c) => c,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+            };
+            let current_hash = current.as_ref().map(Task::hash);
+            if current_hash.as_ref() == Some(&w.task.hash()) {
+                // Already stored, perhaps only as the merge with copies: fold those in.
+                if copies.contains_key(w.task.id()) {
+                    to_write.push(w.task);
+                }
+                outcomes.push(Ok(PutOutcome::Written));
+            } else if current_hash != w.expected {
+                outcomes.push(Ok(PutOutcome::Conflict));
+            } else {
+                to_write.push(w.task);
+                outcomes.push(Ok(PutOutcome::Written));
+            }
+        }
+        self.tasks
+            .write_batch(&to_write)
+            .map_err(|e| error::io(&self.name, self.dir(), e))?;
+        self.remove_copies(to_write.iter().map(Task::id), &copies);
+        Ok(outcomes)
+    }
+
+    /// Folds every remaining conflicted copy into its task.
+    fn fold_copies(&self) -> Result<(), DriverError> {
+        if !self.ensure_dir(false)? {
+            return Ok(());
+        }
+        if self.copies()?.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let copies = self.copies()?;
+        let mut merged = Vec::new();
+        for id in copies.keys() {
+            // A corrupt task file keeps its copies: nothing is guessed at.
+            if let Ok(Some(t)) = self.state(id, &copies) {
+                merged.push(t);
+            }
+        }
+        self.tasks
+            .write_batch(&merged)
+            .map_err(|e| error::io(&self.name, self.dir(), e))?;
+        self.remove_copies(merged.iter().map(Task::id), &copies);
+        Ok(())
+    }
+
+    fn check(&self) -> Result<Health, DriverError> {
+        let dir = self.dir();
+        match self.ensure_dir(false) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Health {
+                    ok: true,
+                    detail: format!("{} (created on the first write)", dir.display()),
+                })
+            }
+            Err(e) => {
+                return Ok(Health {
+                    ok: false,
+                    detail: e.message().to_owned(),
+                })
+            }
+        }
+        let probe = dir.join(format!(".hypertask-check-{}", std::process::id()));
+        if let Err(e) = fs::write(&probe, b"").and_then(|()| fs::remove_file(&probe)) {
+            return Ok(Health {
+                ok: false,
+                detail: format!("{} is not writable: {e}", dir.display()),
+            });
+        }
+        let scan = self
+            .tasks
+            .scan()
+            .map_err(|e| error::io(&self.name, dir, e))?;
+        let mut detail = format!("{}: {} tasks", dir.display(), scan.hashes.len());
+        if !scan.problems.is_empty() {
+            detail.push_str(&format!(", {} unreadable files", scan.problems.len()));
+        }
+        Ok(Health { ok: true, detail })
+    }
+}
+
+/// The task a cloud-sync conflicted copy belongs to, from its file name:
+/// `<id> (… conflicted copy …).json` (Dropbox) or `<id>.sync-conflict-….json` (Syncthing).
+fn copy_owner(file_name: &str) -> Option<TaskId> {
+    let stem = file_name.strip_suffix(".json")?;
+    if file_name.starts_with('.') {
+        return None;
+    }
+    let id = if let Some((id, rest)) = stem.split_once(" (") {
+        (rest.ends_with(')') && rest.to_lowercase().contains("conflicted copy")).then_some(id)?
+    } else {
+        stem.split_once(".sync-conflict-")?.0
+    };
+    TaskId::new(id).ok()
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn info(&self) -> DriverInfo {
+        DriverInfo {
+            kind: KIND.into(),
+            name: self.inner.name.clone(),
+            capabilities: Capabilities {
+                max_batch: 1000,
+                cheap_root: false,
+                atomic_writes: true,
+                remote: false,
+            },
+        }
+    }
+
+    async fn list(&self) -> Result<Inventory, DriverError> {
+        self.blocking(Inner::list).await
+    }
+
+    async fn get(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+        let ids = ids.to_vec();
+        self.blocking(move |inner| inner.get(&ids)).await
+    }
+
+    async fn put(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+        self.blocking(move |inner| inner.put(writes)).await
+    }
+
+    async fn finish(&self) -> Result<(), DriverError> {
+        self.blocking(Inner::fold_copies).await
+    }
+
+    async fn check(&self) -> Result<Health, DriverError> {
+        self.blocking(Inner::check).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicted_copy_names() {
+        let owner = |n: &str| copy_owner(n).map(|id| id.to_string());
+        assert_eq!(
+            owner("abc (Ann's conflicted copy 2026-01-02).json").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            owner("abc (Conflicted copy 2).json").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            owner("abc.sync-conflict-20260102-101010-ABCDEF.json").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(owner("abc (copy).json"), None);
+        assert_eq!(owner("abc.json"), None);
+        assert_eq!(owner("notes (conflicted copy).txt"), None);
+        assert_eq!(owner("a b (conflicted copy).json"), None);
+        assert_eq!(owner(".abc (conflicted copy).json"), None);
+    }
+}
