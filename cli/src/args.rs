@@ -112,6 +112,12 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Run the HTTP sync server (DESIGN.md §5) with the `[server]` settings.
+    Serve {
+        /// Address to listen on (default: `[server] listen`, else 127.0.0.1:7878).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
 }
 
 impl Cli {

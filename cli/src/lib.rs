@@ -15,6 +15,7 @@
 pub mod args;
 mod output;
 mod remote;
+mod serve;
 pub mod settings;
 mod tasks;
 pub mod when;
@@ -64,7 +65,12 @@ pub fn run(registry: Registry) -> ExitCode {
         eprintln!("hypertask: {e}; see hypertask --help");
         return ExitCode::from(2);
     }
-    init_tracing();
+    // The server logs its requests; other commands only warnings.
+    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     match dispatch(cli, &registry) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -79,10 +85,10 @@ pub fn run(registry: Registry) -> ExitCode {
     }
 }
 
-/// Log lines (warnings by default) go to stderr; `HYPERTASK_LOG=debug` shows more.
-fn init_tracing() {
+/// Log lines go to stderr at `default` level; `HYPERTASK_LOG=debug` shows more.
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HYPERTASK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -135,6 +141,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         Command::Drivers { check, json } => {
             return remote::drivers(&settings, registry, check, json.json)
         }
+        Command::Serve { listen } => return serve::serve(&settings, registry, listen),
     }
     Ok(true)
 }

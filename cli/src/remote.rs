@@ -19,7 +19,7 @@ use crate::Usage;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A driver table that could not be built (unknown type, bad options).
-struct Broken {
+pub(crate) struct Broken {
     name: String,
     kind: String,
     error: String,
@@ -30,7 +30,7 @@ type Built = (Vec<Arc<dyn Driver>>, Vec<Broken>);
 
 /// Builds the configured drivers (all, or those named). Must run inside the tokio runtime:
 /// some drivers create clients that need it.
-fn build(settings: &Settings, registry: &Registry, only: &[String]) -> Result<Built> {
+pub(crate) fn build(settings: &Settings, registry: &Registry, only: &[String]) -> Result<Built> {
     for name in only {
         if !settings.drivers.iter().any(|d| &d.name == name) {
             let known: Vec<&str> = settings.drivers.iter().map(|d| d.name.as_str()).collect();
@@ -279,7 +279,7 @@ pub(crate) fn drivers(
     Ok(ok)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

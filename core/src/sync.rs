@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cache::{CacheError, CacheLock, ConflictRecord, Replica, DEFAULT_LOCK_TIMEOUT};
 use crate::driver::{Driver, Listing};
 use crate::error::DriverError;
-use crate::hash::{root_hash, Hashes};
+use crate::hash::{root_hash, ContentHash, Hashes};
 use crate::merge::{lost_values, merge};
 use crate::task::{format_timestamp, Task, TaskId};
 
@@ -226,11 +226,24 @@ impl Engine {
         };
         let started = format_timestamp(Utc::now()).unwrap_or_default();
         let mut local_skipped = BTreeSet::new();
+        // The cache's root each driver last agreed with, and the cache's current root as far
+        // as the engine knows (it is the only writer while it holds the lock).
+        let mut agreed: Vec<Option<ContentHash>> = vec![None; self.drivers.len()];
+        let mut local_root: Option<ContentHash> = None;
         for round in 0..self.options.max_rounds {
             report.rounds = round + 1;
             let mut changed = false;
-            for (driver, rep) in self.drivers.iter().zip(report.drivers.iter_mut()) {
+            for ((driver, rep), agreed) in self
+                .drivers
+                .iter()
+                .zip(report.drivers.iter_mut())
+                .zip(agreed.iter_mut())
+            {
                 if rep.error.is_some() {
+                    continue;
+                }
+                if agreed.is_some() && *agreed == local_root {
+                    // Nothing changed locally since this driver agreed: no request needed.
                     continue;
                 }
                 let before = rep.changes();
@@ -247,13 +260,19 @@ impl Engine {
                     )
                     .await
                 {
-                    Ok(()) => {}
+                    Ok(root) => {
+                        local_root = root.clone();
+                        *agreed = root;
+                    }
                     Err(Stop::Driver(e)) => {
                         rep.retryable = e.is_retryable();
                         rep.error = Some(e.to_string());
                     }
                     Err(Stop::Guard(msg)) => rep.error = Some(msg),
                     Err(Stop::Cache(e)) => return Err(e),
+                }
+                if rep.error.is_some() {
+                    local_root = None;
                 }
                 changed |= rep.changes() != before;
             }
@@ -272,14 +291,14 @@ impl Engine {
         started: &str,
         rep: &mut DriverReport,
         local_skipped: &mut BTreeSet<String>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Option<ContentHash>, Stop> {
         let name = driver.info().name;
         let batch_size = self
             .options
             .batch_size
             .min(driver.info().capabilities.max_batch)
             .max(1);
-        let mut synced = false;
+        let mut synced = None;
         let mut touched = false;
         for _pass in 0..self.options.max_passes {
             let replica = self.replica.clone();
@@ -290,9 +309,10 @@ impl Engine {
                 excluded.extend(p.id.clone());
             }
             let local = scan.hashes;
-            let inventory = match driver.hashes(Some(&root_hash(&local))).await? {
+            let root = root_hash(&local);
+            let inventory = match driver.hashes(Some(&root)).await? {
                 Listing::Unchanged => {
-                    synced = true;
+                    synced = Some(root);
                     break;
                 }
                 Listing::Changed(inv) => inv,
@@ -308,7 +328,7 @@ impl Engine {
                 .cloned()
                 .collect();
             if diff.is_empty() {
-                synced = true;
+                synced = Some(root);
                 break;
             }
             touched = true;
@@ -320,13 +340,13 @@ impl Engine {
             outcome?;
             if lock.is_none() {
                 // A dry run stops after one pass: it wrote nothing, so another would repeat it.
-                return Ok(());
+                return Ok(None);
             }
         }
         if touched {
             driver.finish().await?;
         }
-        if !synced {
+        if synced.is_none() {
             // Bounded passes ran out while the upstream kept changing; the next sync goes on.
             tracing::warn!(driver = %name, "upstream still changing after {} passes", self.options.max_passes);
         }
@@ -335,7 +355,7 @@ impl Engine {
             let started = started.to_owned();
             blocking(move || replica.set_last_sync(&lock, &name, &started)).await?;
         }
-        Ok(())
+        Ok(synced)
     }
 
     /// One pass over the differing tasks: read the driver's states, merge, guard, push, store.

@@ -192,7 +192,11 @@ pub fn record(guarantee: &str, figures: serde_json::Value) {
     use std::io::Write as _;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability.jsonl");
     let line = serde_json::json!({"guarantee": guarantee, "figures": figures});
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{line}");
     }
     println!("RELIABILITY {line}");
@@ -257,11 +261,13 @@ impl Server {
     pub fn start(machine: &Machine, token: &str) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
+        // The request log goes to a file beside the machine's data, for post-mortems.
+        let log = std::fs::File::create(machine.dir.path().join("serve.log")).expect("log file");
         let child = machine
             .command()
             .args(["serve", "--listen", &addr])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn hypertask serve");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -1,7 +1,25 @@
-//! The http driver for hypertask.
+//! The http driver for hypertask, and the sync server it talks to (DESIGN.md §5).
+//!
+//! - [`HttpDriver`] (kind `http`): the client. `[drivers.NAME] type = "http"` with `url`,
+//!   optional `token`, `timeout_secs`, `connect_timeout_secs` and `retries` ([`HttpConfig`]).
+//!   It uses `/capabilities`, ETags and `POST /tasks` batches when the server offers them and
+//!   falls back to v1.0 `POST /task/:id` otherwise.
+//! - [`router`] / [`serve`]: the axum server behind `hypertask serve`, storing through any
+//!   [`hypertask_core::Driver`] (usually a store-backed driver built from the registry).
 #![deny(missing_docs)]
 
-use hypertask_core::{DriverError, ErrorKind, Registry};
+mod config;
+mod driver;
+mod error;
+mod server;
+
+use std::sync::Arc;
+
+use hypertask_core::Registry;
+
+pub use config::HttpConfig;
+pub use driver::HttpDriver;
+pub use server::{router, serve, shutdown_signal, ServerOptions};
 
 /// The driver kind, as in `type = "http"`.
 pub const KIND: &str = "http";
@@ -9,6 +27,56 @@ pub const KIND: &str = "http";
 /// Registers the http driver's factory.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
-        Err(DriverError::new(&spec.name, ErrorKind::Unsupported, "the http driver is not built yet"))
+        let config: HttpConfig = spec.config()?;
+        Ok(Arc::new(HttpDriver::new(&spec.name, config)?))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypertask_core::{DriverSpec, ErrorKind};
+
+    fn spec(options: serde_json::Value) -> DriverSpec {
+        DriverSpec {
+            name: "server".into(),
+            kind: KIND.into(),
+            options,
+            data_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn the_registry_builds_http_drivers() {
+        let mut registry = Registry::new();
+        register(&mut registry);
+        let d = registry
+            .build(&spec(serde_json::json!({
+                "url": "http://127.0.0.1:7878", "token": "t", "timeout_secs": 5
+            })))
+            .unwrap();
+        assert_eq!(
+            (d.info().kind.as_str(), d.info().name.as_str()),
+            ("http", "server")
+        );
+        assert!(d.info().capabilities.remote);
+
+        for (options, needle) in [
+            (serde_json::json!({"token": "t"}), "url"),
+            (
+                serde_json::json!({"url": "http://h", "colour": "red"}),
+                "colour",
+            ),
+            (
+                serde_json::json!({"url": "http://h", "timeout_secs": -1}),
+                "timeout_secs",
+            ),
+        ] {
+            let e = registry.build(&spec(options)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            let msg = e.to_string();
+            assert!(msg.starts_with("driver 'server': "), "{msg}");
+            assert!(msg.contains(needle), "{msg}");
+        }
+    }
 }

@@ -1,0 +1,161 @@
+//! Shared test helpers: a real server on loopback over a real in-memory store, with a
+//! server-side request log.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hypertask_core::{Driver, Listing, MemoryStore, StoreDriver, Task, TaskId};
+use hypertask_driver_http::{router, HttpConfig, HttpDriver, ServerOptions};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub status: StatusCode,
+}
+
+/// Every request the server answered, in order.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<Seen>>>);
+
+impl RequestLog {
+    pub fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+async fn record(State(log): State<RequestLog>, req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let resp = next.run(req).await;
+    log.0.lock().unwrap().push(Seen {
+        method,
+        path,
+        status: resp.status(),
+    });
+    resp
+}
+
+/// A running server: its URL, the store behind it and its request log. Stops when dropped.
+pub struct TestServer {
+    pub url: String,
+    pub store: Arc<MemoryStore>,
+    pub log: RequestLog,
+    _stop: oneshot::Sender<()>,
+}
+
+impl TestServer {
+    /// The real server router over a fresh memory store.
+    pub async fn start(opts: ServerOptions) -> TestServer {
+        let store = Arc::new(MemoryStore::new("server-store"));
+        let driver: Arc<dyn Driver> = Arc::new(StoreDriver::new(store.clone()));
+        Self::start_router(store, router(driver, opts)).await
+    }
+
+    /// The real server with [`TOKEN`].
+    pub async fn with_token() -> TestServer {
+        Self::start(ServerOptions {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Any router (over `store`) on 127.0.0.1, counted.
+    pub async fn start_router(store: Arc<MemoryStore>, app: Router) -> TestServer {
+        let log = RequestLog::default();
+        let app = app.layer(middleware::from_fn_with_state(log.clone(), record));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestServer {
+            url,
+            store,
+            log,
+            _stop: stop,
+        }
+    }
+
+    /// An http driver instance named `name` pointing at this server with [`TOKEN`].
+    pub fn driver(&self, name: &str) -> Arc<HttpDriver> {
+        Arc::new(HttpDriver::new(name, HttpConfig::new(&self.url).with_token(TOKEN)).unwrap())
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// A valid task from a JSON document.
+pub fn task(v: Value) -> Task {
+    Task::from_value(v).unwrap()
+}
+
+/// A plain v1.0 server: only `GET /hashes` (no ETag) and `POST /task/:id`, no auth, over the
+/// real store driver. `/capabilities` is a 404.
+pub fn v1_router(store: Arc<dyn Driver>) -> Router {
+    async fn hashes(State(store): State<Arc<dyn Driver>>) -> Response {
+        match store.hashes(None).await {
+            Ok(Listing::Changed(inv)) => Json(inv.hashes).into_response(),
+            other => (StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")).into_response(),
+        }
+    }
+    async fn resolve(
+        State(store): State<Arc<dyn Driver>>,
+        Path(id): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let Ok(id) = TaskId::new(id) else {
+            return (StatusCode::BAD_REQUEST, "bad id").into_response();
+        };
+        let state = match body.get("client_state") {
+            Some(Value::Null) => None,
+            Some(v) => match Task::from_value(v.clone()) {
+                Ok(t) if t.id() == &id => Some(t),
+                _ => return (StatusCode::BAD_REQUEST, "bad task").into_response(),
+            },
+            None => return (StatusCode::BAD_REQUEST, "no client_state").into_response(),
+        };
+        match store.resolve(vec![(id, state)]).await {
+            Ok(mut out) => match out.pop() {
+                Some((_, Ok(t))) => Json(serde_json::json!({ "server_state": t })).into_response(),
+                other => (StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")).into_response(),
+            },
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        }
+    }
+    Router::new()
+        .route("/hashes", get(hashes))
+        .route("/task/{id}", post(resolve))
+        .with_state(store)
+}
+
+/// A fresh memory store and its store driver.
+pub fn memory_store() -> (Arc<MemoryStore>, Arc<dyn Driver>) {
+    let mem = Arc::new(MemoryStore::new("server-store"));
+    let driver: Arc<dyn Driver> = Arc::new(StoreDriver::new(mem.clone()));
+    (mem, driver)
+}

@@ -1,0 +1,317 @@
+//! Cross-driver convergence: generated scenarios (reproducible by seed) with 3–5 replicas, each
+//! on a random subset of fs / git / http / mongodb upstreams that connects them all, random
+//! edits through the real CLI and random sync order. Afterwards every replica is byte-identical
+//! and equal to the merge of every edit.
+//!
+//! `HYPERTASK_SEEDS=N` runs N seeds (default 16); `HYPERTASK_SEED=S` replays one.
+
+use std::collections::BTreeMap;
+
+use hypertask_core::{merge, Task, TaskId};
+use hypertask_integration_tests::{mongodb_uri, record, toml_path, unique_name, Machine, Server};
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+const KINDS: [&str; 4] = ["fs", "git", "http", "mongodb"];
+
+struct Upstreams {
+    _dir: tempfile::TempDir,
+    fs: std::path::PathBuf,
+    bare: std::path::PathBuf,
+    server: Server,
+    _server_machine: Machine,
+    mongo_uri: String,
+    collection: String,
+}
+
+impl Upstreams {
+    fn new() -> Upstreams {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = dir.path().join("shared");
+        std::fs::create_dir_all(&fs).unwrap();
+        let bare = dir.path().join("tasks.git");
+        assert!(std::process::Command::new("git")
+            .args(["init", "--bare", "-q", "-b", "main"])
+            .arg(&bare)
+            .status()
+            .unwrap()
+            .success());
+        let server_machine = Machine::new();
+        server_machine.write_config(&format!(
+            "[server]\ntoken = \"converge-token\"\nstore = {{ type = \"fs\", path = {}, create = true }}\n",
+            toml_path(&dir.path().join("server-store"))
+        ));
+        let server = Server::start(&server_machine, "converge-token");
+        Upstreams {
+            _dir: dir,
+            fs,
+            bare,
+            server,
+            _server_machine: server_machine,
+            mongo_uri: mongodb_uri(),
+            collection: unique_name("converge"),
+        }
+    }
+
+    fn table(&self, kind: &str, m: &Machine) -> String {
+        match kind {
+            "fs" => format!("[drivers.fs]\ntype = \"fs\"\npath = {}\n", toml_path(&self.fs)),
+            "git" => format!(
+                "[drivers.git]\ntype = \"git\"\npath = {}\nremote = {}\n",
+                toml_path(&m.dir.path().join("clone")),
+                toml_path(&self.bare)
+            ),
+            "http" => self.server.driver_table("http"),
+            "mongodb" => format!(
+                "[drivers.mongodb]\ntype = \"mongodb\"\nuri = {}\ndatabase = \"hypertask_converge\"\ncollection = \"{}\"\n",
+                serde_json::to_string(&self.mongo_uri).unwrap(),
+                self.collection
+            ),
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// Random driver subsets whose union graph connects every replica.
+fn wiring(rng: &mut Rng, replicas: usize) -> Vec<Vec<usize>> {
+    let mut sets: Vec<Vec<usize>> = (0..replicas)
+        .map(|_| {
+            let mut s: Vec<usize> = (0..KINDS.len()).filter(|_| rng.below(2) == 0).collect();
+            if s.is_empty() {
+                s.push(rng.below(KINDS.len()));
+            }
+            s
+        })
+        .collect();
+    // Connect: chain each replica to the next through a shared driver when they share none
+    // transitively (a simple union-find over replicas).
+    let mut parent: Vec<usize> = (0..replicas).collect();
+    fn find(p: &mut Vec<usize>, x: usize) -> usize {
+        if p[x] != x {
+            let r = find(p, p[x]);
+            p[x] = r;
+        }
+        p[x]
+    }
+    for a in 0..replicas {
+        for b in 0..replicas {
+            if sets[a].iter().any(|k| sets[b].contains(k)) {
+                let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+                parent[ra] = rb;
+            }
+        }
+    }
+    for i in 1..replicas {
+        if find(&mut parent, i) != find(&mut parent, 0) {
+            let k = sets[i][0];
+            if !sets[0].contains(&k) {
+                sets[0].push(k);
+            }
+            let (ri, r0) = (find(&mut parent, i), find(&mut parent, 0));
+            parent[ri] = r0;
+        }
+    }
+    sets
+}
+
+fn read_task(m: &Machine, id: &str) -> Task {
+    let bytes = std::fs::read(m.data_dir().join(format!("tasks/{id}.json"))).unwrap();
+    Task::from_json(&bytes).unwrap()
+}
+
+fn scenario(seed: u64, ups: &Upstreams) -> (usize, usize, usize) {
+    let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let n = 3 + rng.below(3);
+    let sets = wiring(&mut rng, n);
+    let machines: Vec<Machine> = (0..n).map(|_| Machine::new()).collect();
+    for (m, set) in machines.iter().zip(&sets) {
+        let cfg: String = set.iter().map(|&k| ups.table(KINDS[k], m) + "\n").collect();
+        m.write_config(&cfg);
+    }
+    let mut history: BTreeMap<String, Vec<Task>> = BTreeMap::new();
+    let mut known: Vec<Vec<String>> = vec![Vec::new(); n];
+    let steps = 24;
+    for step in 0..steps {
+        let i = rng.below(n);
+        let m = &machines[i];
+        let op = if known[i].is_empty() { 0 } else { rng.below(9) };
+        if op == 8 || (op > 0 && known[i].is_empty()) {
+            let out = m.run(&["sync"]);
+            assert!(
+                out.status.success(),
+                "seed {seed}: sync failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            known[i] = m
+                .cache_files()
+                .keys()
+                .map(|k| k.trim_end_matches(".json").to_owned())
+                .collect();
+            continue;
+        }
+        if op == 0 {
+            let id = m
+                .ok(&["add", &format!("task {step} from {i}"), "+new"])
+                .trim()
+                .to_owned();
+            history
+                .entry(id.clone())
+                .or_default()
+                .push(read_task(m, &id));
+            known[i].push(id);
+            continue;
+        }
+        let id = known[i][rng.below(known[i].len())].clone();
+        let args: Vec<String> = match op {
+            1 => vec!["modify".into(), id.clone(), format!("edited {step} on {i}")],
+            2 => vec![
+                "modify".into(),
+                id.clone(),
+                ["+work", "+home", "+urgent"][rng.below(3)].into(),
+            ],
+            3 => vec![
+                "modify".into(),
+                id.clone(),
+                ["-work", "-home", "-new"][rng.below(3)].into(),
+            ],
+            4 => vec!["modify".into(), id.clone(), "due:2027-01-15".into()],
+            5 => vec!["done".into(), id.clone()],
+            6 => vec!["delete".into(), id.clone()],
+            _ => vec!["restore".into(), id.clone()],
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = m.run(&args);
+        assert!(
+            out.status.success(),
+            "seed {seed}: {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        history
+            .entry(id.clone())
+            .or_default()
+            .push(read_task(m, &id));
+    }
+    for _ in 0..3 {
+        for (i, m) in machines.iter().enumerate() {
+            let out = m.run(&["sync", "--force"]);
+            assert!(
+                out.status.success(),
+                "seed {seed}: final sync of replica {i} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let first = machines[0].cache_files();
+    for (i, m) in machines.iter().enumerate().skip(1) {
+        assert_eq!(
+            m.cache_files(),
+            first,
+            "seed {seed}: replica {i} differs (replay with HYPERTASK_SEED={seed})"
+        );
+    }
+    for (id, states) in &history {
+        let expected = states
+            .iter()
+            .fold(None, |acc: Option<Task>, t| {
+                merge(acc.as_ref(), Some(t)).unwrap()
+            })
+            .unwrap();
+        let got = read_task(&machines[0], id);
+        assert_eq!(got, expected, "seed {seed}: task {id} is not the merge of every edit (replay with HYPERTASK_SEED={seed})");
+    }
+    let _ = TaskId::new("x");
+    (n, history.len(), steps)
+}
+
+#[test]
+fn replicas_on_random_driver_subsets_converge() {
+    let seeds: Vec<u64> = match std::env::var("HYPERTASK_SEED") {
+        Ok(s) => vec![s.parse().expect("HYPERTASK_SEED is a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("HYPERTASK_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(16);
+            (1..=n).collect()
+        }
+    };
+    let ups = Upstreams::new();
+    let mut replicas = 0;
+    let mut tasks = 0;
+    for &seed in &seeds {
+        eprintln!("convergence seed {seed} (replay with HYPERTASK_SEED={seed})");
+        let (n, t, _) = scenario(seed, &ups);
+        replicas += n;
+        tasks += t;
+    }
+    record(
+        "convergence",
+        serde_json::json!({"seeds": seeds.len(), "replicas": replicas, "tasks": tasks, "drivers": KINDS, "all_converged": true}),
+    );
+}
+
+#[test]
+fn a_change_relays_from_a_to_c_through_b_in_one_sync_each() {
+    let ups = Upstreams::new();
+    let (a, b, c) = (Machine::new(), Machine::new(), Machine::new());
+    a.write_config(&ups.table("fs", &a));
+    b.write_config(&format!(
+        "{}\n{}",
+        ups.table("fs", &b),
+        ups.table("http", &b)
+    ));
+    c.write_config(&ups.table("http", &c));
+    let id = a.ok(&["add", "relayed", "+far"]).trim().to_owned();
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    c.ok(&["sync"]);
+    assert_eq!(read_task(&c, &id), read_task(&a, &id));
+    record(
+        "relay",
+        serde_json::json!({"hops": 2, "syncs": 3, "arrived": true}),
+    );
+}
+
+#[test]
+fn unknown_fields_survive_every_driver() {
+    let ups = Upstreams::new();
+    for kind in KINDS {
+        let (a, b) = (Machine::new(), Machine::new());
+        a.write_config(&ups.table(kind, &a));
+        b.write_config(&ups.table(kind, &b));
+        let id = format!("unknown{kind}");
+        let doc = serde_json::json!({
+            "id": id, "description": "from another client", "priority": 1.5, "estimate": 1e21,
+            "project": "garden", "meta": {"z": [3, 2, 1], "a": null, "b": true},
+            "updated_at": "2026-11-26T10:00:00.000Z"
+        });
+        std::fs::create_dir_all(a.data_dir().join("tasks")).unwrap();
+        std::fs::write(
+            a.data_dir().join(format!("tasks/{id}.json")),
+            serde_json::to_vec(&doc).unwrap(),
+        )
+        .unwrap();
+        a.ok(&["sync"]);
+        b.ok(&["sync"]);
+        b.ok(&["modify", &id, "+edited"]);
+        b.ok(&["sync"]);
+        a.ok(&["sync"]);
+        let t = read_task(&a, &id);
+        for field in ["priority", "estimate", "project", "meta"] {
+            assert_eq!(t.get(field), doc.get(field), "{kind}: {field} survived");
+        }
+        assert!(t.tags().contains(&"edited"), "{kind}: the edit arrived");
+    }
+    record(
+        "unknown-fields",
+        serde_json::json!({"drivers": KINDS, "fields_kept": 4}),
+    );
+}

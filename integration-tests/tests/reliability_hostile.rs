@@ -1,0 +1,250 @@
+//! Hostile input at every layer: each yields a clear error naming the thing, writes nothing
+//! outside its place, leaves the bad data untouched, and the other tasks still sync.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hypertask_integration_tests::{record, seed_tasks, toml_path, Machine};
+
+fn fs_driver(name: &str, dir: &Path) -> String {
+    format!(
+        "[drivers.{name}]\ntype = \"fs\"\npath = {}\n",
+        toml_path(dir)
+    )
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_files_in_a_shared_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let huge = "x".repeat(4 << 20);
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("corrupt.json", b"{ not json".to_vec()),
+        (
+            "wrongtype.json",
+            br#"{"id":"wrongtype","description":["x"]}"#.to_vec(),
+        ),
+        (
+            "badtags.json",
+            br#"{"id":"badtags","tags":"work"}"#.to_vec(),
+        ),
+        (
+            "badtime.json",
+            br#"{"id":"badtime","due":"tomorrow"}"#.to_vec(),
+        ),
+        (
+            "mismatch.json",
+            br#"{"id":"someoneelse","description":"x"}"#.to_vec(),
+        ),
+        (
+            "traversal.json",
+            br#"{"id":"../../etc/passwd","description":"x"}"#.to_vec(),
+        ),
+        ("slash.json", br#"{"id":"a/b","description":"x"}"#.to_vec()),
+        ("notobject.json", br#"["id","x"]"#.to_vec()),
+        (
+            "badutf8.json",
+            b"{\"id\":\"badutf8\",\"description\":\"\xff\xfe\"}".to_vec(),
+        ),
+        ("empty.json", Vec::new()),
+    ];
+    for (name, bytes) in &hostile {
+        std::fs::write(shared.join(name), bytes).unwrap();
+    }
+    // Foreign files are ignored silently.
+    std::fs::write(shared.join("README.txt"), b"not a task").unwrap();
+    std::fs::write(
+        shared.join("hugetask.json"),
+        serde_json::to_vec(&serde_json::json!({"id": "hugetask", "description": huge})).unwrap(),
+    )
+    .unwrap();
+    let other = Machine::new();
+    other.write_config(&fs_driver("shared", &shared));
+    seed_tasks(&other.data_dir(), 20, "good");
+    other.run(&["sync"]);
+    let before = snapshot(&shared);
+    let parent_before = snapshot(root.path());
+
+    let m = Machine::new();
+    m.write_config(&fs_driver("shared", &shared));
+    let out = m.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "skipped files make the exit status 1: {stderr}"
+    );
+    for (name, _) in &hostile {
+        assert!(stderr.contains(name), "the error names {name}: {stderr}");
+    }
+    assert!(
+        !stderr.contains("README.txt"),
+        "foreign files are not reported: {stderr}"
+    );
+    assert_eq!(
+        snapshot(&shared),
+        before,
+        "nothing in the shared directory changed"
+    );
+    assert_eq!(
+        snapshot(root.path()),
+        parent_before,
+        "nothing written beside it"
+    );
+    let cache = m.cache_files();
+    assert_eq!(
+        cache.len(),
+        21,
+        "the 20 good tasks and the huge one arrived: {:?}",
+        cache.keys()
+    );
+    assert!(cache.contains_key("hugetask.json"));
+    for bad in [
+        "someoneelse.json",
+        "passwd.json",
+        "wrongtype.json",
+        "badutf8.json",
+    ] {
+        assert!(!cache.contains_key(bad), "{bad} must not be imported");
+    }
+    // The CLI refuses hostile ids without touching anything.
+    for id in ["../x", "a/b", ".", "../../etc/passwd"] {
+        let out = m.run(&["show", id]);
+        assert_eq!(out.status.code(), Some(1), "show {id}");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+    record(
+        "hostile-files",
+        serde_json::json!({"hostile_inputs": hostile.len() + 1 + 4, "named": hostile.len(), "good_tasks_synced": 21, "untouched": true}),
+    );
+}
+
+#[test]
+fn corrupt_local_cache_file_is_named_and_kept_while_the_rest_syncs() {
+    let shared = tempfile::tempdir().unwrap();
+    let m = Machine::new();
+    m.write_config(&fs_driver("shared", shared.path()));
+    seed_tasks(&m.data_dir(), 10, "loc");
+    let bad = m.data_dir().join("tasks/loc000003.json");
+    std::fs::write(&bad, b"\x00\x01garbage").unwrap();
+    let out = m.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loc000003.json"));
+    assert_eq!(std::fs::read(&bad).unwrap(), b"\x00\x01garbage");
+    assert_eq!(
+        snapshot(shared.path()).len(),
+        9,
+        "the nine good tasks were pushed"
+    );
+}
+
+#[test]
+fn missing_or_unusable_driver_paths_fail_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let good = root.path().join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let missing = root.path().join("not-mounted/tasks");
+    let a_file = root.path().join("plain-file");
+    std::fs::write(&a_file, b"I am a file").unwrap();
+    let m = Machine::new();
+    m.write_config(&format!(
+        "{}{}{}",
+        fs_driver("missing", &missing),
+        fs_driver("notadir", &a_file),
+        fs_driver("good", &good)
+    ));
+    seed_tasks(&m.data_dir(), 5, "ok");
+    let out = m.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("missing") && stderr.contains("notadir"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&good).len(), 5, "the good driver still synced");
+    assert_eq!(std::fs::read(&a_file).unwrap(), b"I am a file");
+    assert!(
+        !missing.exists(),
+        "a missing directory is not silently created"
+    );
+}
+
+/// A TCP server on loopback that answers every connection with `reply` (or never answers).
+fn rogue_server(reply: Option<&'static [u8]>) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut held = Vec::new();
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf);
+                    match reply {
+                        Some(r) => {
+                            let _ = s.write_all(r);
+                        }
+                        None => held.push(s),
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn servers_that_answer_garbage_or_hang_fail_alone_and_clearly() {
+    let (garbage, _g) = rogue_server(Some(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{\"a\":[1,2",
+    ));
+    let (hang, _h) = rogue_server(None);
+    let good = tempfile::tempdir().unwrap();
+    let m = Machine::new();
+    m.write_config(&format!(
+        "[drivers.garbage]\ntype = \"http\"\nurl = \"http://127.0.0.1:{garbage}\"\ntoken = \"t\"\n\n\
+         [drivers.hang]\ntype = \"http\"\nurl = \"http://127.0.0.1:{hang}\"\ntoken = \"t\"\ntimeout_secs = 2\n\n{}",
+        fs_driver("good", good.path())
+    ));
+    seed_tasks(&m.data_dir(), 5, "net");
+    let start = Instant::now();
+    let out = m.run(&["sync"]);
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("garbage") && stderr.contains("hang"),
+        "both drivers named: {stderr}"
+    );
+    assert_eq!(
+        snapshot(good.path()).len(),
+        5,
+        "the good driver still synced"
+    );
+    record(
+        "hostile-servers",
+        serde_json::json!({"servers": 2, "sync_seconds_with_a_hanging_server": (took.as_secs_f64() * 10.0).round() / 10.0}),
+    );
+}

@@ -1,0 +1,109 @@
+//! Races: concurrent processes on one data dir, edits during a sync, replicas pushing to one
+//! git remote at once, many clients on one server. Nothing is lost, nothing torn.
+
+use std::process::{Child, Stdio};
+
+use hypertask_integration_tests::{record, seed_tasks, toml_path, torn_files, Machine};
+
+fn spawn(m: &Machine, args: &[&str]) -> Child {
+    m.command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hypertask")
+}
+
+fn finish(child: Child, what: &str) {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn fs_config(dir: &std::path::Path) -> String {
+    format!(
+        "[drivers.shared]\ntype = \"fs\"\npath = {}\n",
+        toml_path(dir)
+    )
+}
+
+fn count_json(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.ends_with(".json") && !n.starts_with('.')
+        })
+        .count()
+}
+
+#[test]
+fn concurrent_syncs_and_adds_on_one_data_dir() {
+    let shared = tempfile::tempdir().unwrap();
+    let m = Machine::new();
+    m.write_config(&fs_config(shared.path()));
+    seed_tasks(&m.data_dir(), 2000, "race");
+    let syncs: Vec<Child> = (0..4).map(|_| spawn(&m, &["sync"])).collect();
+    let adds: Vec<Child> = (0..10)
+        .map(|i| spawn(&m, &["add", &format!("added during sync {i}"), "+race"]))
+        .collect();
+    for c in syncs {
+        finish(c, "concurrent sync");
+    }
+    for c in adds {
+        finish(c, "add during sync");
+    }
+    m.ok(&["sync"]);
+    assert_eq!(m.cache_files().len(), 2010);
+    assert_eq!(
+        count_json(shared.path()),
+        2010,
+        "every task, old and added, reached the directory"
+    );
+    assert!(torn_files(&m.data_dir().join("tasks")).is_empty());
+    assert!(torn_files(shared.path()).is_empty());
+    record(
+        "races-one-data-dir",
+        serde_json::json!({"concurrent_syncs": 4, "adds_during_sync": 10, "tasks": 2010, "lost": 0}),
+    );
+}
+
+#[test]
+fn two_replicas_push_to_one_git_remote_at_once() {
+    let remote = tempfile::tempdir().unwrap();
+    let bare = remote.path().join("tasks.git");
+    assert!(std::process::Command::new("git")
+        .args(["init", "--bare", "-q", "-b", "main"])
+        .arg(&bare)
+        .status()
+        .unwrap()
+        .success());
+    let machines: Vec<Machine> = (0..3).map(|_| Machine::new()).collect();
+    for (i, m) in machines.iter().enumerate() {
+        m.write_config(&format!(
+            "[drivers.repo]\ntype = \"git\"\npath = {}\nremote = {}\n",
+            toml_path(&m.dir.path().join("clone")),
+            toml_path(&bare)
+        ));
+        seed_tasks(&m.data_dir(), 200, &format!("g{i}x"));
+    }
+    let children: Vec<Child> = machines.iter().map(|m| spawn(m, &["sync"])).collect();
+    for c in children {
+        finish(c, "simultaneous git sync");
+    }
+    for m in machines.iter().chain(machines.iter()) {
+        m.ok(&["sync"]);
+    }
+    for m in &machines {
+        assert_eq!(m.cache_files().len(), 600);
+        assert_eq!(m.cache_files(), machines[0].cache_files());
+    }
+    record(
+        "races-git-remote",
+        serde_json::json!({"replicas_pushing_at_once": 3, "tasks": 600, "lost": 0}),
+    );
+}
