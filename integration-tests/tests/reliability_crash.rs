@@ -93,11 +93,59 @@ fn crash_trials(
     for m in [&a, &b, &a] {
         m.ok(&["sync"]);
     }
-    assert_eq!(a.cache_files().len(), TASKS);
+    let (fa, fb) = (a.cache_files(), b.cache_files());
     assert_eq!(
-        a.cache_files(),
-        b.cache_files(),
-        "{kind} seed {seed}: replicas differ after recovery"
+        fa.len(),
+        TASKS,
+        "{kind} seed {seed}: replica A holds every task"
+    );
+    let differing: Vec<&String> = fa
+        .keys()
+        .chain(fb.keys())
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .collect();
+    if let Some(first) = differing.first() {
+        for (n, m) in [("A", &a), ("B", &b)] {
+            let desc = m.cache_files().get(*first).map(|b| {
+                String::from_utf8_lossy(b)
+                    .lines()
+                    .filter(|l| l.contains("\"description\""))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            eprintln!("{n}: {first}: {desc:?}");
+            let clone = m.dir.path().join("clone");
+            let log = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&clone)
+                .args(["log", "--oneline", "-5"])
+                .output()
+                .unwrap();
+            eprintln!("{n} log:\n{}", String::from_utf8_lossy(&log.stdout));
+            let st = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&clone)
+                .args(["status", "--short"])
+                .output()
+                .unwrap();
+            eprintln!(
+                "{n} status: {} lines {}",
+                String::from_utf8_lossy(&st.stdout).lines().count(),
+                String::from_utf8_lossy(&st.stderr)
+            );
+            let out = m.run(&["sync"]);
+            eprintln!(
+                "{n} sync again: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "{kind} seed {seed}: {} task files differ after recovery, e.g. {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
     );
     let last = format!("edited in trial {}", TRIALS - 1);
     let replica = Replica::open(a.data_dir()).unwrap();
@@ -167,5 +215,67 @@ fn sigkill_during_git_syncs() {
             .count(),
         TASKS,
         "every task reached the remote"
+    );
+}
+
+#[test]
+fn sigkill_the_server_mid_request() {
+    use hypertask_integration_tests::Server;
+    let mut rng = Rng(0x0bad_5eed);
+    let store = tempfile::tempdir().unwrap();
+    let store_dir = store.path().join("store");
+    let server_machine = Machine::new();
+    server_machine.write_config(&format!(
+        "[server]\ntoken = \"crash\"\nstore = {{ type = \"fs\", path = {}, create = true }}\n",
+        toml_path(&store_dir)
+    ));
+    let a = Machine::new();
+    let ids = seed_tasks(&a.data_dir(), TASKS, "srv");
+    let mut kills = 0;
+    for trial in 0..TRIALS {
+        let mut server = Server::start(&server_machine, "crash");
+        a.write_config(&server.driver_table("server"));
+        edit_some(
+            &a.data_dir(),
+            &ids,
+            &mut rng,
+            &format!("server trial {trial}"),
+        );
+        let mut client = a
+            .command()
+            .arg("sync")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + rng.below(500)));
+        if client.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        // The server dies mid-request; the client sees a failed sync, never a torn file.
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        let _ = client.wait();
+        let torn: Vec<_> = torn_files(&store_dir)
+            .into_iter()
+            .chain(torn_files(&a.data_dir().join("tasks")))
+            .collect();
+        assert!(torn.is_empty(), "server trial {trial}: torn files {torn:?}");
+    }
+    let server = Server::start(&server_machine, "crash");
+    a.write_config(&server.driver_table("server"));
+    a.ok(&["sync"]);
+    let b = Machine::new();
+    b.write_config(&server.driver_table("server"));
+    b.ok(&["sync"]);
+    assert_eq!(
+        b.cache_files(),
+        a.cache_files(),
+        "nothing lost on the server"
+    );
+    assert_eq!(b.cache_files().len(), TASKS);
+    record(
+        "crash-server",
+        serde_json::json!({"tasks": TASKS, "trials": TRIALS, "killed_mid_sync": kills, "torn_files": 0, "lost_tasks": 0}),
     );
 }

@@ -107,3 +107,52 @@ fn two_replicas_push_to_one_git_remote_at_once() {
         serde_json::json!({"replicas_pushing_at_once": 3, "tasks": 600, "lost": 0}),
     );
 }
+
+#[test]
+fn many_clients_on_one_server() {
+    use hypertask_integration_tests::Server;
+    let store = tempfile::tempdir().unwrap();
+    let server_machine = Machine::new();
+    server_machine.write_config(&format!(
+        "[server]\ntoken = \"many\"\nstore = {{ type = \"fs\", path = {}, create = true }}\n",
+        toml_path(&store.path().join("store"))
+    ));
+    let server = Server::start(&server_machine, "many");
+    let clients: Vec<Machine> = (0..8).map(|_| Machine::new()).collect();
+    for (i, m) in clients.iter().enumerate() {
+        m.write_config(&server.driver_table("server"));
+        seed_tasks(&m.data_dir(), 100, &format!("c{i}x"));
+        // Everyone also edits one shared task, each adding its own tag.
+        m.ok(&["sync"]);
+    }
+    let shared = clients[0].ok(&["add", "shared by all"]).trim().to_owned();
+    clients[0].ok(&["sync"]);
+    for m in &clients {
+        m.ok(&["sync"]);
+    }
+    for (i, m) in clients.iter().enumerate() {
+        m.ok(&["modify", &shared, &format!("+client{i}")]);
+    }
+    let children: Vec<Child> = clients.iter().map(|m| spawn(m, &["sync"])).collect();
+    for c in children {
+        finish(c, "concurrent client sync");
+    }
+    for m in &clients {
+        m.ok(&["sync"]);
+    }
+    let first = clients[0].cache_files();
+    assert_eq!(first.len(), 801);
+    for m in &clients {
+        assert_eq!(m.cache_files(), first);
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&first[&format!("{shared}.json")]).unwrap();
+    assert_eq!(
+        doc["tags"].as_array().unwrap().len(),
+        8,
+        "every client's tag survived: {doc}"
+    );
+    record(
+        "races-one-server",
+        serde_json::json!({"clients": 8, "tasks": 801, "concurrent_edits_of_one_task": 8, "lost": 0}),
+    );
+}

@@ -77,6 +77,10 @@ impl Store for GitStore {
 
     async fn list(&self) -> Result<Inventory, DriverError> {
         self.run(|session, clone| {
+            // Task files written but not committed (a sync killed between its write and its
+            // commit, or a hand edit) are what the working tree lists, so they must reach the
+            // branch and the remote now: no later step would notice them.
+            session.commit(&[])?;
             session.refresh()?;
             let scan = clone
                 .tasks
