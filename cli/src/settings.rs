@@ -349,10 +349,15 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-/// Resolves path-valued keys (`path`, `*_path`, `*_dir`, `*_file`) inside a driver table.
+/// Resolves path-valued keys (`path`, `*_path`, `*_dir`, `*_file`, and a `remote` that is a
+/// local path rather than a URL or `host:path`) inside a driver table.
 fn resolve_paths(base: &Path, key: &str, v: &mut Value) {
     match v {
-        Value::String(s) if is_path_key(key) && !s.is_empty() && !s.contains("://") => {
+        Value::String(s)
+            if !s.is_empty()
+                && ((is_path_key(key) && !s.contains("://"))
+                    || (key == "remote" && !s.contains(':'))) =>
+        {
             *s = resolve(base, s).to_string_lossy().into_owned();
         }
         Value::Object(map) => {

@@ -465,5 +465,17 @@ fn the_example_config_works_as_is() {
     );
     let shared = m.dir.path().join("target/hypertask-example/shared");
     assert!(shared.join(format!("{id}.json")).exists());
+    // The git entry committed the task to its local bare remote.
+    let remote = m.dir.path().join("target/hypertask-example/remote.git");
+    let listed = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["ls-tree", "-r", "--name-only", "main"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&format!("tasks/{id}.json")),
+        "the example's git remote holds the task"
+    );
     m.ok(&["drivers", "--check"]);
 }

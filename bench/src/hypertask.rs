@@ -1,0 +1,636 @@
+//! Whole-process runs of the real `hypertask` binary: each replica gets its own data dir and
+//! config file, each upstream is fresh, and the four scenarios of the issue are timed.
+
+use std::fmt;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hypertask_core::files::{Durability, TaskDir};
+use hypertask_core::{Task, TaskId};
+
+use crate::floors::{git, sync_all, timed};
+use crate::gen;
+use crate::stats::Outcome;
+use crate::Recorder;
+
+/// How long one hypertask command may take before it is killed and reported failed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The token the benchmark's sync servers require.
+const TOKEN: &str = "bench-token-0123456789";
+
+/// The upstream kinds the benchmark knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory of task files.
+    Fs,
+    /// A git working clone pushing to a local bare remote.
+    Git,
+    /// `hypertask serve` over loopback, storing in a directory.
+    Http,
+    /// The MongoDB test server.
+    Mongodb,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 4] = [Kind::Fs, Kind::Git, Kind::Http, Kind::Mongodb];
+
+    /// The `type` in a `[drivers.NAME]` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Fs => "fs",
+            Kind::Git => "git",
+            Kind::Http => "http",
+            Kind::Mongodb => "mongodb",
+        }
+    }
+
+    /// Parses a kind name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a run produced no figure.
+#[derive(Debug)]
+pub enum RunError {
+    /// The driver (or the binary) is not built yet: skip its rows.
+    Skip(String),
+    /// The command failed.
+    Fail(String),
+}
+
+/// The binary under test and how to run it.
+pub struct Hypertask {
+    /// The release binary, or why there is none.
+    pub bin: std::result::Result<PathBuf, String>,
+    /// A command prefix for profiling (`strace -f -c -o /tmp/{row}.txt`); `{row}` names the run.
+    pub wrap: Option<String>,
+    /// Where to keep each run's stdout and stderr.
+    pub logs: Option<PathBuf>,
+    /// `HYPERTASK_LOG` (and `RUST_LOG`) for the child, for phase timings; none by default.
+    pub log: Option<String>,
+    /// Runs the children with a timeout.
+    pub rt: tokio::runtime::Handle,
+}
+
+/// A TOML basic string for `s` (JSON escapes are valid TOML escapes).
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+fn toml_path(p: &Path) -> String {
+    toml_str(&p.to_string_lossy())
+}
+
+fn first_line(s: &str) -> String {
+    let s = s.trim();
+    let line = s
+        .lines()
+        .rev()
+        .find(|l| l.to_lowercase().contains("error"))
+        .or_else(|| s.lines().next())
+        .unwrap_or("");
+    line.chars().take(300).collect()
+}
+
+impl Hypertask {
+    fn command(
+        &self,
+        bin: &Path,
+        config: &Path,
+        data: &Path,
+        label: &str,
+    ) -> tokio::process::Command {
+        let mut parts: Vec<String> = self
+            .wrap
+            .as_deref()
+            .map(|w| {
+                w.split_whitespace()
+                    .map(|p| p.replace("{row}", label))
+                    .collect()
+            })
+            .unwrap_or_default();
+        parts.push(bin.to_string_lossy().into_owned());
+        let mut cmd = tokio::process::Command::new(&parts[0]);
+        cmd.args(&parts[1..]);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("HYPERTASK_")
+                || k.to_lowercase().ends_with("_proxy")
+                || k == "RUST_LOG"
+            {
+                cmd.env_remove(k.as_ref());
+            }
+        }
+        cmd.env("HYPERTASK_CONFIG", config)
+            .env("HYPERTASK_DATA_DIR", data)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(l) = &self.log {
+            cmd.env("HYPERTASK_LOG", l).env("RUST_LOG", l);
+        }
+        cmd
+    }
+
+    /// Runs `hypertask ARGS` for a replica and returns its wall time.
+    pub fn run(
+        &self,
+        rep: &Replica,
+        args: &[&str],
+        env: &[(&str, &str)],
+        label: &str,
+    ) -> std::result::Result<f64, RunError> {
+        let bin = self.bin.as_ref().map_err(|e| RunError::Skip(e.clone()))?;
+        let mut cmd = self.command(bin, &rep.config, &rep.data, label);
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let start = Instant::now();
+        let out = self
+            .rt
+            .block_on(async { tokio::time::timeout(RUN_TIMEOUT, cmd.output()).await });
+        let secs = start.elapsed().as_secs_f64();
+        let out = match out {
+            Err(_) => return Err(RunError::Fail(format!("timed out after {RUN_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(RunError::Fail(format!("cannot run {}: {e}", bin.display()))),
+            Ok(Ok(out)) => out,
+        };
+        if let Some(dir) = &self.logs {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(dir.join(format!("{label}.stdout")), &out.stdout);
+            let _ = std::fs::write(dir.join(format!("{label}.stderr")), &out.stderr);
+        }
+        if out.status.success() {
+            return Ok(secs);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("not built") {
+            return Err(RunError::Skip(first_line(&err)));
+        }
+        Err(RunError::Fail(format!(
+            "exit {}: {}",
+            out.status.code().unwrap_or(-1),
+            first_line(&err)
+        )))
+    }
+}
+
+/// A replica: its own data dir and config file naming one upstream.
+pub struct Replica {
+    /// `HYPERTASK_DATA_DIR`.
+    pub data: PathBuf,
+    /// `HYPERTASK_CONFIG`.
+    pub config: PathBuf,
+}
+
+impl Replica {
+    /// A replica at `root` syncing with `up`.
+    pub fn new(root: PathBuf, up: &Upstream) -> Result<Replica> {
+        let data = root.join("data");
+        std::fs::create_dir_all(&data)?;
+        let config = root.join("config.toml");
+        let text = format!(
+            "data_dir = {}\n\n[drivers.bench]\n{}",
+            toml_path(&data),
+            up.driver_toml(&root)
+        );
+        std::fs::write(&config, text)?;
+        Ok(Replica { data, config })
+    }
+
+    /// The cache's task directory, as `Replica::open` lays it out.
+    pub fn tasks(&self) -> TaskDir {
+        TaskDir::new(
+            self.data.join("tasks"),
+            Some(self.data.join("index.json")),
+            Durability::default(),
+        )
+    }
+
+    /// How many task files the cache holds.
+    pub fn count(&self) -> usize {
+        count_json(&self.data.join("tasks"))
+    }
+}
+
+fn count_json(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.ends_with(".json") && !n.starts_with('.')
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A `hypertask serve` child, killed on drop.
+pub struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a replica syncs to.
+pub enum Upstream {
+    /// A shared directory.
+    Fs(PathBuf),
+    /// A bare remote.
+    Git(PathBuf),
+    /// A sync server, stopped when this is dropped.
+    Http {
+        /// Its base URL.
+        url: String,
+        /// The process.
+        _server: Server,
+    },
+    /// A collection.
+    Mongodb {
+        /// Connection string.
+        uri: String,
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+    },
+}
+
+impl Upstream {
+    fn driver_toml(&self, replica_root: &Path) -> String {
+        match self {
+            Upstream::Fs(dir) => format!("type = \"fs\"\npath = {}\n", toml_path(dir)),
+            Upstream::Git(bare) => format!(
+                "type = \"git\"\npath = {}\nremote = {}\nbranch = \"main\"\n",
+                toml_path(&replica_root.join("git")),
+                toml_path(bare)
+            ),
+            Upstream::Http { url, .. } => format!(
+                "type = \"http\"\nurl = {}\ntoken = {}\n",
+                toml_str(url),
+                toml_str(TOKEN)
+            ),
+            Upstream::Mongodb {
+                uri,
+                database,
+                collection,
+            } => format!(
+                "type = \"mongodb\"\nuri = {}\ndatabase = {}\ncollection = {}\n",
+                toml_str(uri),
+                toml_str(database),
+                toml_str(collection)
+            ),
+        }
+    }
+}
+
+/// Everything a driver's rows need.
+pub struct Bench<'a> {
+    /// The binary.
+    pub ht: &'a Hypertask,
+    /// A scratch directory for this N.
+    pub root: PathBuf,
+    /// The task set.
+    pub tasks: &'a [Task],
+    /// Its ids.
+    pub ids: Vec<TaskId>,
+    /// Runs per row.
+    pub runs: usize,
+    /// The MongoDB test server, when there is one, and the database to use.
+    pub mongodb: Option<(String, String)>,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Bench<'_> {
+    fn n(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// A fresh, empty upstream of `kind`.
+    fn upstream(&self, kind: Kind, tag: &str) -> std::result::Result<Upstream, RunError> {
+        let fail = |e: anyhow::Error| RunError::Fail(format!("{e:#}"));
+        let dir = self.root.join(format!("{kind}-upstream-{tag}"));
+        match kind {
+            Kind::Fs => {
+                std::fs::create_dir_all(&dir).map_err(|e| fail(e.into()))?;
+                Ok(Upstream::Fs(dir))
+            }
+            Kind::Git => {
+                timed(
+                    git(&self.root)
+                        .args(["init", "-q", "--bare", "-b", "main"])
+                        .arg(&dir),
+                )
+                .map_err(fail)?;
+                Ok(Upstream::Git(dir))
+            }
+            Kind::Http => self.server(&dir).map_err(fail)?,
+            Kind::Mongodb => match &self.mongodb {
+                Some((uri, database)) => Ok(Upstream::Mongodb {
+                    uri: uri.clone(),
+                    database: database.clone(),
+                    collection: format!("ht_{}_{tag}", self.n()),
+                }),
+                None => Err(RunError::Skip(
+                    "no MongoDB test server (set HYPERTASK_BENCH_MONGODB_URI or start one)".into(),
+                )),
+            },
+        }
+    }
+
+    /// Starts `hypertask serve` storing in `dir/store`; skips when it cannot serve.
+    fn server(&self, dir: &Path) -> Result<std::result::Result<Upstream, RunError>> {
+        let bin = match &self.ht.bin {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(RunError::Skip(e.clone()))),
+        };
+        let store = dir.join("store");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&store)?;
+        std::fs::create_dir_all(&data)?;
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let config = dir.join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {}\n\n[server]\nlisten = {}\ntoken = {}\nstore = {{ type = \"fs\", path = {} }}\n",
+                toml_path(&data),
+                toml_str(&listen),
+                toml_str(TOKEN),
+                toml_path(&store)
+            ),
+        )?;
+        let log = dir.join("server.log");
+        let mut child = std::process::Command::new(bin)
+            .arg("serve")
+            .env("HYPERTASK_CONFIG", &config)
+            .env("HYPERTASK_DATA_DIR", &data)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("server.out"))?)
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {} serve", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = status;
+                return Ok(Err(RunError::Skip(format!(
+                    "http not built (`hypertask serve`: {})",
+                    first_line(&err).trim_start_matches("error: ")
+                ))));
+            }
+            if TcpStream::connect(&listen).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(Err(RunError::Fail(format!(
+                    "`hypertask serve` did not listen on {listen} within 20 s"
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Ok(Upstream::Http {
+            url: format!("http://{listen}"),
+            _server: Server { child },
+        }))
+    }
+
+    fn sync(
+        &self,
+        rep: &Replica,
+        env: &[(&str, &str)],
+        label: &str,
+    ) -> std::result::Result<f64, RunError> {
+        self.ht.run(rep, &["sync"], env, label)
+    }
+
+    /// The initial push of N tasks from a replica to a fresh upstream, `runs` times; keeps the
+    /// last upstream. `env` sets e.g. `HYPERTASK_DURABILITY`.
+    fn initial(
+        &self,
+        rec: &mut Recorder,
+        kind: Kind,
+        key: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Option<Upstream>> {
+        let n = self.n();
+        let mut samples = Vec::new();
+        let mut keep = None;
+        for run in 0..self.runs {
+            let tag = format!("{}-{run}", key.replace('/', "-"));
+            let up = match self.upstream(kind, &tag) {
+                Ok(u) => u,
+                Err(e) => return record_err(rec, key, n, e),
+            };
+            let a = Replica::new(self.root.join(format!("{tag}-a")), &up)?;
+            gen::write(&a.tasks(), self.tasks)?;
+            sync_all();
+            match self.sync(&a, env, &format!("{tag}-{n}")) {
+                Ok(t) => samples.push(t),
+                Err(e) => return record_err(rec, key, n, e),
+            }
+            if let Upstream::Fs(dir) = &up {
+                let have = count_json(dir);
+                if have != n {
+                    rec.record(
+                        key,
+                        n,
+                        Outcome::Failed(format!("pushed {have} of {n} tasks")),
+                    );
+                    return Ok(None);
+                }
+            }
+            keep = Some(up);
+        }
+        rec.record(key, n, Outcome::Samples(samples));
+        Ok(keep)
+    }
+
+    /// Every row of one driver for this N.
+    pub fn driver_rows(&self, rec: &mut Recorder, kind: Kind) -> Result<()> {
+        let n = self.n();
+        let key = |s: &str| format!("ht/{kind}/{s}");
+        let rows = ["initial", "pull", "noop", "incr"];
+        let Some(up) = self.initial(rec, kind, &key("initial"), &[])? else {
+            let why = match rec.outcome(&key("initial"), n) {
+                Some(Outcome::Skipped(s)) => Outcome::Skipped(s.clone()),
+                _ => Outcome::Skipped("the initial push failed".into()),
+            };
+            for r in &rows[1..] {
+                rec.record(&key(r), n, why.clone());
+            }
+            return Ok(());
+        };
+
+        // A new replica pulls everything.
+        let mut samples = Vec::new();
+        let mut last = None;
+        for run in 0..self.runs {
+            let b = Replica::new(self.root.join(format!("{kind}-b-{run}")), &up)?;
+            sync_all();
+            match self.sync(&b, &[], &format!("{kind}-pull-{run}-{n}")) {
+                Ok(t) => samples.push(t),
+                Err(e) => {
+                    record_err(rec, &key("pull"), n, e)?;
+                    for r in &rows[2..] {
+                        rec.record(&key(r), n, Outcome::Skipped("the pull failed".into()));
+                    }
+                    return Ok(());
+                }
+            }
+            let have = b.count();
+            if have != n {
+                rec.record(
+                    &key("pull"),
+                    n,
+                    Outcome::Failed(format!("pulled {have} of {n} tasks")),
+                );
+                return Ok(());
+            }
+            last = Some(b);
+        }
+        rec.record(&key("pull"), n, Outcome::Samples(samples));
+        let b = last.expect("at least one run");
+
+        // A no-op sync.
+        let mut samples = Vec::new();
+        for run in 0..self.runs {
+            match self.sync(&b, &[], &format!("{kind}-noop-{run}-{n}")) {
+                Ok(t) => samples.push(t),
+                Err(e) => {
+                    record_err(rec, &key("noop"), n, e)?;
+                    samples.clear();
+                    break;
+                }
+            }
+        }
+        if !samples.is_empty() {
+            rec.record(&key("noop"), n, Outcome::Samples(samples));
+        }
+
+        // 1% changed locally, then a sync.
+        let mut samples = Vec::new();
+        for run in 0..self.runs {
+            gen::edit_one_percent(&b.tasks(), &self.ids, run)?;
+            sync_all();
+            match self.sync(&b, &[], &format!("{kind}-incr-{run}-{n}")) {
+                Ok(t) => samples.push(t),
+                Err(e) => {
+                    record_err(rec, &key("incr"), n, e)?;
+                    return Ok(());
+                }
+            }
+        }
+        rec.record(&key("incr"), n, Outcome::Samples(samples));
+        drop(up);
+        Ok(())
+    }
+
+    /// The fs initial push with each cache durability (the issue's durability bullet).
+    pub fn durability_rows(&self, rec: &mut Recorder) -> Result<()> {
+        for (mode, key) in [
+            ("per-file", "ht/fs/initial-per-file"),
+            ("none", "ht/fs/initial-none"),
+        ] {
+            self.initial(rec, Kind::Fs, key, &[("HYPERTASK_DURABILITY", mode)])?;
+        }
+        Ok(())
+    }
+
+    /// Process start and exit: `hypertask --version`.
+    pub fn startup(&self, rec: &mut Recorder) -> Result<()> {
+        let up = Upstream::Fs(self.root.join("startup-upstream"));
+        let rep = Replica::new(self.root.join("startup"), &up)?;
+        let mut samples = Vec::new();
+        for run in 0..self.runs {
+            match self
+                .ht
+                .run(&rep, &["--version"], &[], &format!("startup-{run}"))
+            {
+                Ok(t) => samples.push(t),
+                Err(e) => return record_err(rec, "ht/startup", self.n(), e).map(|_| ()),
+            }
+        }
+        rec.record("ht/startup", self.n(), Outcome::Samples(samples));
+        Ok(())
+    }
+}
+
+fn record_err(rec: &mut Recorder, key: &str, n: usize, e: RunError) -> Result<Option<Upstream>> {
+    let outcome = match e {
+        RunError::Skip(why) => Outcome::Skipped(why),
+        RunError::Fail(why) => Outcome::Failed(why),
+    };
+    rec.record(key, n, outcome);
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_tables_follow_the_design_config() {
+        let fs = Upstream::Fs(PathBuf::from("/tmp/a \"b\""));
+        let t = fs.driver_toml(Path::new("/r"));
+        assert_eq!(t, "type = \"fs\"\npath = \"/tmp/a \\\"b\\\"\"\n");
+        let g = Upstream::Git(PathBuf::from("/tmp/remote.git")).driver_toml(Path::new("/r"));
+        assert!(g.contains("path = \"/r/git\"") && g.contains("remote = \"/tmp/remote.git\""));
+        let m = Upstream::Mongodb {
+            uri: "mongodb://127.0.0.1:1".into(),
+            database: "d".into(),
+            collection: "c".into(),
+        }
+        .driver_toml(Path::new("/r"));
+        assert!(m.contains("collection = \"c\""));
+    }
+
+    #[test]
+    fn kinds_round_trip_their_names() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert_eq!(Kind::parse("ftp"), None);
+    }
+
+    #[test]
+    fn error_lines_prefer_the_line_saying_error() {
+        assert_eq!(
+            first_line("progress\nerror: driver bench: not built yet\n"),
+            "error: driver bench: not built yet"
+        );
+        assert_eq!(first_line("just this"), "just this");
+    }
+}

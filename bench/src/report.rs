@@ -1,0 +1,554 @@
+//! The report: the issue's table with ratios and targets, every row against its floor, the
+//! durability comparison, and how each figure grows with N.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::hypertask::Kind;
+use crate::stats::{fmt_n, fmt_ratio, fmt_secs, summarize, Outcome};
+use crate::Recorder;
+
+/// A human label for a row key.
+pub fn label(key: &str) -> String {
+    let fixed = match key {
+        "floor/write/batch" => "N atomic writes, batch durability",
+        "floor/write/per-file" => "N atomic writes, fsync per file",
+        "floor/write/none" => "N atomic writes, no fsync",
+        "floor/cp" => "cp -r of the task dir",
+        "floor/rsync-noop" => "rsync -a, no-op",
+        "floor/rsync-1pct" => "rsync -a, 1% changed",
+        "floor/git-commit" => "git add -A && git commit",
+        "floor/git-push" => "git push (local bare)",
+        "floor/git-initial" => "git add+commit+push",
+        "floor/git-clone" => "git clone (local bare)",
+        "floor/git-fetch-noop" => "git fetch, no-op",
+        "floor/git-1pct" => "git add+commit+push, 1%",
+        "floor/http-batch" => "one batched POST of N",
+        "floor/http-batch-1pct" => "one batched POST of 1%",
+        "floor/http-rtt" => "connect + one HTTP round trip",
+        "floor/http-keepalive" => "N keep-alive POSTs",
+        "floor/mongo-insert-many" => "insert_many of N docs",
+        "floor/mongo-insert-many-1pct" => "insert_many of 1%",
+        "floor/mongo-find" => "find of all N docs (one query)",
+        "floor/mongo-rtt" => "connect + one MongoDB ping",
+        "ht/startup" => "hypertask --version (process)",
+        "ht/fs/initial-per-file" => "hypertask fs initial, per-file",
+        "ht/fs/initial-none" => "hypertask fs initial, none",
+        _ => "",
+    };
+    if !fixed.is_empty() {
+        return fixed.to_owned();
+    }
+    if let Some(rest) = key.strip_prefix("ht/") {
+        let (driver, scenario) = rest.split_once('/').unwrap_or((rest, ""));
+        let what = match scenario {
+            "initial" => "initial push",
+            "pull" => "new replica pulls all",
+            "noop" => "no-op sync",
+            "incr" => "sync after 1% changed",
+            s => s,
+        };
+        return format!("hypertask {driver}: {what}");
+    }
+    key.to_owned()
+}
+
+/// The floor each hypertask row is compared with.
+pub fn floor_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "ht/fs/initial" | "ht/fs/initial-per-file" | "ht/fs/initial-none" => "floor/write/batch",
+        "ht/fs/noop" => "floor/rsync-noop",
+        "ht/fs/incr" => "floor/rsync-1pct",
+        "ht/git/initial" => "floor/git-initial",
+        "ht/git/pull" => "floor/git-clone",
+        "ht/git/noop" => "floor/git-fetch-noop",
+        "ht/git/incr" => "floor/git-1pct",
+        "ht/http/initial" => "floor/http-batch",
+        "ht/http/noop" => "floor/http-rtt",
+        "ht/http/incr" => "floor/http-batch-1pct",
+        "ht/mongodb/initial" => "floor/mongo-insert-many",
+        "ht/mongodb/noop" => "floor/mongo-rtt",
+        "ht/mongodb/pull" => "floor/mongo-find",
+        "ht/mongodb/incr" => "floor/mongo-insert-many-1pct",
+        k if k.ends_with("/pull") => "floor/write/batch",
+        _ => return None,
+    })
+}
+
+/// A target from the issue.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// At most this many seconds, at N = 10,000.
+    Abs(f64),
+    /// At most this multiple of the floor.
+    Ratio(f64),
+}
+
+struct IssueRow {
+    work: &'static str,
+    key: &'static str,
+    floor: &'static str,
+    also: Option<&'static str>,
+    target: Target,
+}
+
+const ISSUE: &[IssueRow] = &[
+    IssueRow {
+        work: "push to an HTTP server",
+        key: "ht/http/initial",
+        floor: "floor/http-batch",
+        also: Some("floor/http-keepalive"),
+        target: Target::Abs(0.5),
+    },
+    IssueRow {
+        work: "no-op sync over HTTP",
+        key: "ht/http/noop",
+        floor: "floor/http-rtt",
+        also: None,
+        target: Target::Abs(0.05),
+    },
+    IssueRow {
+        work: "new replica pulls everything over HTTP",
+        key: "ht/http/pull",
+        floor: "floor/write/batch",
+        also: None,
+        target: Target::Abs(1.0),
+    },
+    IssueRow {
+        work: "fs driver, initial",
+        key: "ht/fs/initial",
+        floor: "floor/write/batch",
+        also: Some("floor/write/per-file"),
+        target: Target::Ratio(1.5),
+    },
+    IssueRow {
+        work: "fs driver, no-op",
+        key: "ht/fs/noop",
+        floor: "floor/rsync-noop",
+        also: None,
+        target: Target::Ratio(1.5),
+    },
+    IssueRow {
+        work: "git, initial incl. push",
+        key: "ht/git/initial",
+        floor: "floor/git-initial",
+        also: None,
+        target: Target::Ratio(1.5),
+    },
+    IssueRow {
+        work: "MongoDB, initial",
+        key: "ht/mongodb/initial",
+        floor: "floor/mongo-insert-many",
+        also: None,
+        target: Target::Ratio(2.0),
+    },
+];
+
+/// The machine and how loaded it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    /// When the run started (UTC).
+    pub started: String,
+    /// `nproc`.
+    pub nproc: usize,
+    /// From /proc/cpuinfo.
+    pub cpu: String,
+    /// From /proc/meminfo.
+    pub memory: String,
+    /// `df -T` of the scratch dir.
+    pub disk: String,
+    /// /proc/loadavg at the start.
+    pub load_start: String,
+    /// /proc/loadavg at the end.
+    pub load_end: String,
+    /// Runs per row.
+    pub runs: usize,
+    /// Sizes measured.
+    pub sizes: Vec<usize>,
+    /// Mean canonical JSON size and mean file size of one task.
+    pub task_bytes: (usize, usize),
+    /// Versions of the external floor tools.
+    pub tools: Vec<String>,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn first_output_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(str::to_owned)
+}
+
+impl Environment {
+    /// Describes this machine now.
+    pub fn probe(scratch: &Path, runs: usize, sizes: &[usize]) -> Environment {
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let memory = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+            .unwrap_or_else(|| "unknown".into());
+        let disk = Command::new("df")
+            .arg("-T")
+            .arg(scratch)
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout).lines().nth(1).map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    format!(
+                        "{} ({}, mounted on {})",
+                        f.first().unwrap_or(&"?"),
+                        f.get(1).unwrap_or(&"?"),
+                        f.last().unwrap_or(&"?")
+                    )
+                })
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let tools = [
+            ("git", "--version"),
+            ("rsync", "--version"),
+            ("cp", "--version"),
+        ]
+        .iter()
+        .filter_map(|(p, a)| first_output_line(p, &[a]))
+        .collect();
+        Environment {
+            started: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            nproc: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            cpu,
+            memory,
+            disk,
+            load_start: loadavg(),
+            load_end: String::new(),
+            runs,
+            sizes: sizes.to_vec(),
+            task_bytes: crate::gen::mean_sizes(&crate::gen::tasks(200, 1)),
+            tools,
+        }
+    }
+
+    /// Notes the load at the end.
+    pub fn finish(&mut self) {
+        self.load_end = loadavg();
+    }
+}
+
+fn cell(rec: &Recorder, key: &str, n: usize) -> String {
+    match rec.outcome(key, n) {
+        None => "–".into(),
+        Some(Outcome::Samples(s)) => match summarize(s) {
+            Some(m) if s.len() > 1 => format!(
+                "{} ({}–{})",
+                fmt_secs(m.median),
+                fmt_secs(m.min),
+                fmt_secs(m.max)
+            ),
+            Some(m) => fmt_secs(m.median),
+            None => "–".into(),
+        },
+        Some(Outcome::Skipped(why)) => format!("skipped: {}", escape(why)),
+        Some(Outcome::Failed(why)) => format!("FAILED: {}", escape(why)),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn ratio(rec: &Recorder, key: &str, floor: &str, n: usize) -> Option<f64> {
+    let a = rec.median(key, n)?;
+    let b = rec.median(floor, n)?;
+    (b > 0.0).then(|| a / b)
+}
+
+fn growth(rec: &Recorder, key: &str, sizes: &[usize]) -> String {
+    let mut parts = Vec::new();
+    for w in sizes.windows(2) {
+        if let (Some(a), Some(b)) = (rec.median(key, w[0]), rec.median(key, w[1])) {
+            if a > 0.0 {
+                parts.push(format!("{}→{}: ×{:.1}", fmt_n(w[0]), fmt_n(w[1]), b / a));
+            }
+        }
+    }
+    if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn verdict(rec: &Recorder, row: &IssueRow, n: usize) -> (String, String) {
+    let Some(m) = rec.median(row.key, n) else {
+        return (target_text(row.target), "not measured".into());
+    };
+    match row.target {
+        Target::Abs(limit) if n == 10_000 => {
+            let ok = m <= limit;
+            (
+                target_text(row.target),
+                if ok {
+                    "yes".into()
+                } else {
+                    format!("**no** ({:.1}× over)", m / limit)
+                },
+            )
+        }
+        Target::Abs(_) => (target_text(row.target), "(target is for 10k)".into()),
+        Target::Ratio(limit) => match ratio(rec, row.key, row.floor, n) {
+            Some(r) => (
+                target_text(row.target),
+                if r <= limit {
+                    "yes".into()
+                } else {
+                    format!("**no** ({})", fmt_ratio(r))
+                },
+            ),
+            None => (target_text(row.target), "no floor".into()),
+        },
+    }
+}
+
+fn target_text(t: Target) -> String {
+    match t {
+        Target::Abs(s) => format!("≤ {} at 10k", fmt_secs(s)),
+        Target::Ratio(r) => format!("≤ {r}× floor"),
+    }
+}
+
+/// The whole report in Markdown.
+pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kind]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "### Run of {}", env.started);
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "- machine: {} × {} (nproc {}), {} RAM, scratch on {}",
+        env.nproc, env.cpu, env.nproc, env.memory, env.disk
+    );
+    let _ = writeln!(
+        o,
+        "- load average (1/5/15 min): {} at the start, {} at the end",
+        env.load_start, env.load_end
+    );
+    let _ = writeln!(
+        o,
+        "- {} runs per row; figures are median (min–max) wall time; one task is {} bytes of canonical JSON, {} bytes on disk",
+        env.runs, env.task_bytes.0, env.task_bytes.1
+    );
+    if !env.tools.is_empty() {
+        let _ = writeln!(o, "- floor tools: {}", env.tools.join("; "));
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "#### The issue's table");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "| work | N | hypertask | floor | ratio | target | met | scaling |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for row in ISSUE {
+        for &n in sizes {
+            let mut floor = format!("{}: {}", label(row.floor), cell(rec, row.floor, n));
+            if let Some(also) = row.also {
+                let _ = write!(floor, "; {}: {}", label(also), cell(rec, also, n));
+            }
+            let r = ratio(rec, row.key, row.floor, n)
+                .map(fmt_ratio)
+                .unwrap_or_else(|| "–".into());
+            let (t, met) = verdict(rec, row, n);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.work,
+                fmt_n(n),
+                cell(rec, row.key, n),
+                floor,
+                r,
+                t,
+                met,
+                if n == sizes[0] {
+                    growth(rec, row.key, sizes)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "#### Every hypertask row against its floor");
+    let _ = writeln!(o);
+    let _ = writeln!(o, "| row | N | hypertask | floor | floor time | ratio |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let mut keys: Vec<String> = vec!["ht/startup".into()];
+    for k in kinds {
+        for s in ["initial", "pull", "noop", "incr"] {
+            keys.push(format!("ht/{k}/{s}"));
+        }
+    }
+    for key in &keys {
+        for &n in sizes {
+            let floor = floor_of(key);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} |",
+                label(key),
+                fmt_n(n),
+                cell(rec, key, n),
+                floor.map(label).unwrap_or_else(|| "–".into()),
+                floor.map(|f| cell(rec, f, n)).unwrap_or_else(|| "–".into()),
+                floor
+                    .and_then(|f| ratio(rec, key, f, n))
+                    .map(fmt_ratio)
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(
+        o,
+        "#### Durability: N atomic writes and the fs initial push, per mode"
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "| mode | N | `TaskDir::write_batch` | hypertask fs initial push |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    for (mode, floor, ht) in [
+        (
+            "batch (default: one syncfs, renames, one dir fsync)",
+            "floor/write/batch",
+            "ht/fs/initial",
+        ),
+        (
+            "per-file (fsync each file)",
+            "floor/write/per-file",
+            "ht/fs/initial-per-file",
+        ),
+        (
+            "none (atomic, not durable)",
+            "floor/write/none",
+            "ht/fs/initial-none",
+        ),
+    ] {
+        for &n in sizes {
+            let _ = writeln!(
+                o,
+                "| {mode} | {} | {} | {} |",
+                fmt_n(n),
+                cell(rec, floor, n),
+                cell(rec, ht, n)
+            );
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "#### Floors and scaling");
+    let _ = writeln!(o);
+    let mut head = String::from("| row |");
+    let mut rule = String::from("|---|");
+    for &n in sizes {
+        let _ = write!(head, " {} |", fmt_n(n));
+        rule.push_str("---|");
+    }
+    let _ = writeln!(o, "{head} scaling |");
+    let _ = writeln!(o, "{rule}---|");
+    let mut all: Vec<&str> = Vec::new();
+    for r in &rec.rows {
+        if !all.contains(&r.key.as_str()) {
+            all.push(&r.key);
+        }
+    }
+    all.sort_by_key(|k| (!k.starts_with("floor/"), *k));
+    for key in all {
+        let mut line = format!("| {} |", label(key));
+        for &n in sizes {
+            let _ = write!(line, " {} |", cell(rec, key, n));
+        }
+        let _ = writeln!(o, "{line} {} |", growth(rec, key, sizes));
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> Recorder {
+        let mut r = Recorder::default();
+        r.record("ht/fs/initial", 1000, Outcome::Samples(vec![0.2, 0.3, 0.1]));
+        r.record("floor/write/batch", 1000, Outcome::Samples(vec![0.1]));
+        r.record("ht/fs/initial", 10_000, Outcome::Samples(vec![2.0]));
+        r.record("floor/write/batch", 10_000, Outcome::Samples(vec![1.0]));
+        r.record(
+            "ht/git/initial",
+            1000,
+            Outcome::Skipped("git not built yet".into()),
+        );
+        r
+    }
+
+    #[test]
+    fn ratios_and_verdicts_compare_medians() {
+        let r = rec();
+        assert_eq!(
+            ratio(&r, "ht/fs/initial", "floor/write/batch", 1000),
+            Some(2.0)
+        );
+        let fs = ISSUE.iter().find(|i| i.key == "ht/fs/initial").unwrap();
+        assert!(verdict(&r, fs, 1000).1.starts_with("**no**"));
+        assert_eq!(
+            growth(&r, "ht/fs/initial", &[1000, 10_000]),
+            "1k→10k: ×10.0"
+        );
+    }
+
+    #[test]
+    fn the_report_names_skipped_rows_and_every_issue_row() {
+        let r = rec();
+        let env = Environment::probe(Path::new("/"), 1, &[1000]);
+        let md = markdown(&r, &env, &[1000, 10_000], &[Kind::Fs, Kind::Git]);
+        assert!(md.contains("skipped: git not built yet"));
+        for row in ISSUE {
+            assert!(md.contains(row.work), "{}", row.work);
+        }
+    }
+
+    #[test]
+    fn every_hypertask_row_has_a_floor() {
+        for k in Kind::ALL {
+            for s in ["initial", "pull", "noop", "incr"] {
+                assert!(floor_of(&format!("ht/{k}/{s}")).is_some());
+            }
+        }
+    }
+}
