@@ -1,6 +1,6 @@
 //! [`MongoStore`]: the [`Store`] of one MongoDB collection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use hypertask_core::{
     Problem, PutOutcome, Store, Task, TaskId, Write,
 };
 use mongodb::bson::{doc, Bson, Document};
+use mongodb::error::InsertManyError;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection};
 use tokio::sync::OnceCell;
@@ -319,11 +320,68 @@ impl Store for MongoStore {
         writes: Vec<Write>,
     ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
         let coll = self.collection().await?;
-        let outcomes: Vec<Result<PutOutcome, DriverError>> = futures::stream::iter(writes)
-            .map(|w| self.put_one(&coll, w))
+        let mut outcomes: Vec<Option<Result<PutOutcome, DriverError>>> =
+            (0..writes.len()).map(|_| None).collect();
+        // New tasks go in one unordered insert_many: one round trip for an initial push.
+        let mut inserts: Vec<(usize, Document)> = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            if w.expected.is_none() {
+                match to_document(&w.task) {
+                    Ok(doc) => inserts.push((i, doc)),
+                    Err(m) => {
+                        outcomes[i] = Some(Err(DriverError::new(
+                            &self.name,
+                            ErrorKind::InvalidRequest,
+                            format!("task '{}': {m}", w.task.id()),
+                        )))
+                    }
+                }
+            }
+        }
+        if !inserts.is_empty() {
+            let what = self.doing(&format!("inserting {} new tasks", inserts.len()));
+            let docs: Vec<&Document> = inserts.iter().map(|(_, d)| d).collect();
+            // Inserts that failed alone (an id that exists by now) are settled one by one
+            // below, which tells an equal document (a no-op) from a conflict.
+            let failed: BTreeSet<usize> = match coll.insert_many(docs).ordered(false).await {
+                Ok(_) => BTreeSet::new(),
+                Err(e) => match *e.kind {
+                    mongodb::error::ErrorKind::InsertMany(InsertManyError {
+                        write_errors: Some(ref errors),
+                        write_concern_error: None,
+                        ..
+                    }) => errors.iter().map(|w| w.index).collect(),
+                    _ => return Err(convert(&self.name, &what, e)),
+                },
+            };
+            for (k, (i, _)) in inserts.iter().enumerate() {
+                if !failed.contains(&k) {
+                    outcomes[*i] = Some(Ok(PutOutcome::Written));
+                }
+            }
+        }
+        // Replacements (and inserts that clashed) are conditional on the stored hash, each on
+        // its own, several at a time.
+        let rest: Vec<(usize, Write)> = writes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| outcomes[*i].is_none())
+            .collect();
+        let settled: Vec<(usize, Result<PutOutcome, DriverError>)> = futures::stream::iter(rest)
+            .map(|(i, w)| {
+                let coll = &coll;
+                async move { (i, self.put_one(coll, w).await) }
+            })
             .buffered(WRITE_CONCURRENCY)
             .collect()
             .await;
+        for (i, r) in settled {
+            outcomes[i] = Some(r);
+        }
+        let outcomes: Vec<Result<PutOutcome, DriverError>> = outcomes
+            .into_iter()
+            .map(|o| o.expect("every write was settled"))
+            .collect();
         // A server that went away fails the whole batch once, not every task on its own.
         if let Some(pos) = outcomes
             .iter()

@@ -440,3 +440,48 @@ fn tag_sets_survive_as_arrays() {
         .collect();
     assert_eq!(tags, BTreeSet::from(["a", "b"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_inserts_settles_clashes_one_by_one() {
+    use hypertask_core::{PutOutcome, Write};
+    let coll = common::fresh_collection("batchins");
+    let s = common::store("db", &coll);
+    let old = task(json!({"id": "exists1", "description": "stored"}));
+    let new = |id: &str| task(json!({"id": id, "description": "new"}));
+    let w = |t: &Task| Write {
+        expected: None,
+        task: t.clone(),
+    };
+    s.put(vec![w(&old)]).await.unwrap();
+    let other = task(
+        json!({"id": "exists1", "description": "someone else's", "updated_at": "2030-01-01T00:00:00Z"}),
+    );
+    let outcomes: Vec<PutOutcome> = s
+        .put(vec![
+            w(&new("fresh1")),
+            w(&old),
+            w(&other),
+            w(&new("fresh2")),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            PutOutcome::Written,
+            PutOutcome::Written,
+            PutOutcome::Conflict,
+            PutOutcome::Written
+        ],
+        "new ids insert together, an equal stored task is a no-op, a different one a conflict"
+    );
+    let got = s
+        .get(&[old.id().clone(), new("fresh2").id().clone()])
+        .await
+        .unwrap();
+    assert_eq!(got[0].as_ref().unwrap().as_ref(), Some(&old));
+    assert_eq!(got[1].as_ref().unwrap().as_ref(), Some(&new("fresh2")));
+}
