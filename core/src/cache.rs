@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::files::{write_atomic, Durability, FileError, Scan, TaskDir};
+use crate::files::{file_safe_name, write_atomic, Durability, FileError, Scan, TaskDir};
 use crate::task::{Task, TaskError, TaskId};
 
 /// How long a writing command waits for another hypertask process by default.
@@ -232,17 +232,7 @@ impl Replica {
     }
 
     fn base_path(&self, driver: &str) -> PathBuf {
-        // Driver names come from the config; keep only file-name-safe characters.
-        let safe: String = driver
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = file_safe_name(driver);
         self.data_dir.join("sync").join(format!("{safe}.json"))
     }
 

@@ -318,6 +318,20 @@ impl TaskDir {
     }
 }
 
+/// `name` with every character but `A-Z a-z 0-9 - _` replaced by `_`: a config-given name
+/// (a driver instance) made safe as a file name.
+pub fn file_safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Writes one file atomically: a temporary file in the same directory, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

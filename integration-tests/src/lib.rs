@@ -300,3 +300,34 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Creates an empty bare git repository `dir/tasks.git` (branch `main`) to serve as a remote.
+pub fn bare_remote(dir: &Path) -> PathBuf {
+    let bare = dir.join("tasks.git");
+    let status = Command::new("git")
+        .args(["init", "--bare", "-q", "-b", "main"])
+        .arg(&bare)
+        .status()
+        .expect("run git init");
+    assert!(status.success(), "git init --bare {}", bare.display());
+    bare
+}
+
+/// A tiny deterministic generator (xorshift), so a failing seed replays exactly.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value; zero is nudged).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}

@@ -9,33 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hypertask_core::{Task, TaskId};
-use hypertask_integration_tests::{toml_path, Machine};
+use hypertask_integration_tests::{mongodb_uri, toml_path, unique_name, Machine};
 use serde_json::Value;
 
 const DATABASE: &str = "hypertask_cli_tests";
-
-fn mongo_uri() -> String {
-    match std::env::var("HYPERTASK_TEST_MONGODB_URI") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => {
-            panic!(
-            "HYPERTASK_TEST_MONGODB_URI is not set{}. Run scripts/test, which installs and starts \
-             a MongoDB-protocol test server (SecantusDB) and sets it, or set it to a MongoDB \
-             server you run.",
-            if std::env::var_os("CI").is_some() { " in CI" } else { "" }
-        )
-        }
-    }
-}
-
-/// A collection no other test or run uses.
-fn fresh_collection(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
 
 fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
@@ -92,7 +69,7 @@ docs = client[sys.argv[2]][sys.argv[3]].find(json.loads(sys.argv[4]))
 print(json.dumps(list(docs), default=str))
 "#;
     let out = Command::new(&python)
-        .args(["-c", script, &mongo_uri(), DATABASE, collection, filter])
+        .args(["-c", script, &mongodb_uri(), DATABASE, collection, filter])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run scripts/test"));
     assert!(
@@ -105,8 +82,8 @@ print(json.dumps(list(docs), default=str))
 
 #[test]
 fn two_machines_converge_through_mongodb_and_pymongo_finds_the_documents() {
-    let uri = mongo_uri();
-    let coll = fresh_collection("cli_converge");
+    let uri = mongodb_uri();
+    let coll = unique_name("cli_converge");
     let (a, b) = (Machine::new(), Machine::new());
     for m in [&a, &b] {
         m.write_config(&mongo_table("db", &uri, &coll));
@@ -216,8 +193,8 @@ fn http_client(url: &str, token: &str) -> Machine {
 /// Needs `hypertask serve` with a `[server] store` of type mongodb.
 #[test]
 fn two_serve_processes_sharing_one_database_converge() {
-    let uri = mongo_uri();
-    let coll = fresh_collection("cli_serve");
+    let uri = mongodb_uri();
+    let coll = unique_name("cli_serve");
     let token = "shared-secret-token";
     let (s1, s2) = (serve(&uri, &coll, token), serve(&uri, &coll, token));
     let (c1, c2) = (http_client(&s1.url, token), http_client(&s2.url, token));
@@ -254,8 +231,8 @@ fn two_serve_processes_sharing_one_database_converge() {
 /// the directory driver configured next to it still syncs.
 #[test]
 fn a_stopped_server_fails_alone_and_is_named() {
-    let uri = mongo_uri();
-    let coll = fresh_collection("cli_down");
+    let uri = mongodb_uri();
+    let coll = unique_name("cli_down");
     let m = Machine::new();
     let dropbox = m.dir.path().join("dropbox");
     std::fs::create_dir_all(&dropbox).unwrap();

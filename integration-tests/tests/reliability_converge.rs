@@ -8,17 +8,9 @@
 use std::collections::BTreeMap;
 
 use hypertask_core::{merge, Task, TaskId};
-use hypertask_integration_tests::{mongodb_uri, record, toml_path, unique_name, Machine, Server};
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
+use hypertask_integration_tests::{
+    bare_remote, mongodb_uri, record, toml_path, unique_name, Machine, Rng, Server,
+};
 
 const KINDS: [&str; 4] = ["fs", "git", "http", "mongodb"];
 
@@ -37,13 +29,7 @@ impl Upstreams {
         let dir = tempfile::tempdir().unwrap();
         let fs = dir.path().join("shared");
         std::fs::create_dir_all(&fs).unwrap();
-        let bare = dir.path().join("tasks.git");
-        assert!(std::process::Command::new("git")
-            .args(["init", "--bare", "-q", "-b", "main"])
-            .arg(&bare)
-            .status()
-            .unwrap()
-            .success());
+        let bare = bare_remote(dir.path());
         let server_machine = Machine::new();
         server_machine.write_config(&format!(
             "[server]\ntoken = \"converge-token\"\nstore = {{ type = \"fs\", path = {}, create = true }}\n",
@@ -128,7 +114,7 @@ fn read_task(m: &Machine, id: &str) -> Task {
 }
 
 fn scenario(seed: u64, ups: &Upstreams) -> (usize, usize, usize) {
-    let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let mut rng = Rng::new(seed);
     let n = 3 + rng.below(3);
     let sets = wiring(&mut rng, n);
     let machines: Vec<Machine> = (0..n).map(|_| Machine::new()).collect();

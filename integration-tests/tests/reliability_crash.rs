@@ -6,28 +6,17 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hypertask_core::{Change, Replica, TaskId};
-use hypertask_integration_tests::{record, seed_tasks, toml_path, torn_files, Machine};
+use hypertask_integration_tests::{record, seed_tasks, toml_path, torn_files, Machine, Rng};
 
 const TASKS: usize = 3000;
 const TRIALS: usize = 12;
-
-/// Deterministic xorshift, so a failing seed replays.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn edit_some(data_dir: &std::path::Path, ids: &[TaskId], rng: &mut Rng, label: &str) {
     let replica = Replica::open(data_dir).unwrap();
     let lock = replica.lock(Duration::from_secs(30)).unwrap();
     let mut changed = Vec::new();
     for _ in 0..TASKS / 10 {
-        let id = &ids[rng.below(ids.len() as u64) as usize];
+        let id = &ids[rng.below(ids.len())];
         let mut t = replica.get(id).unwrap().unwrap();
         t.edit(
             &[Change::Set("description".into(), label.into())],
@@ -63,7 +52,7 @@ fn crash_trials(
     config: impl Fn(&Machine) -> String,
     upstream_tasks: impl Fn(&Machine) -> PathBuf,
 ) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let (a, b) = (Machine::new(), Machine::new());
     a.write_config(&config(&a));
     b.write_config(&config(&b));
@@ -77,7 +66,7 @@ fn crash_trials(
             &format!("edited in trial {trial}"),
         );
         for m in [&a, &b] {
-            let delay = Duration::from_millis(20 + rng.below(700));
+            let delay = Duration::from_millis(20 + rng.below(700) as u64);
             kills += usize::from(kill_during(m, &["sync"], delay));
             let torn: Vec<_> = torn_files(&m.data_dir().join("tasks"))
                 .into_iter()
@@ -178,13 +167,7 @@ fn sigkill_during_fs_syncs() {
 #[test]
 fn sigkill_during_git_syncs() {
     let remote = tempfile::tempdir().unwrap();
-    let bare = remote.path().join("tasks.git");
-    let status = std::process::Command::new("git")
-        .args(["init", "--bare", "-q", "-b", "main"])
-        .arg(&bare)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let bare = hypertask_integration_tests::bare_remote(remote.path());
     crash_trials(
         "git",
         0x05ee_d617,
@@ -221,7 +204,7 @@ fn sigkill_during_git_syncs() {
 #[test]
 fn sigkill_the_server_mid_request() {
     use hypertask_integration_tests::Server;
-    let mut rng = Rng(0x0bad_5eed);
+    let mut rng = Rng::new(0x0bad_5eed);
     let store = tempfile::tempdir().unwrap();
     let store_dir = store.path().join("store");
     let server_machine = Machine::new();
@@ -248,7 +231,7 @@ fn sigkill_the_server_mid_request() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + rng.below(500)));
+        std::thread::sleep(Duration::from_millis(20 + rng.below(500) as u64));
         if client.try_wait().unwrap().is_none() {
             kills += 1;
         }

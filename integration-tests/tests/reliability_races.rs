@@ -75,13 +75,7 @@ fn concurrent_syncs_and_adds_on_one_data_dir() {
 #[test]
 fn two_replicas_push_to_one_git_remote_at_once() {
     let remote = tempfile::tempdir().unwrap();
-    let bare = remote.path().join("tasks.git");
-    assert!(std::process::Command::new("git")
-        .args(["init", "--bare", "-q", "-b", "main"])
-        .arg(&bare)
-        .status()
-        .unwrap()
-        .success());
+    let bare = hypertask_integration_tests::bare_remote(remote.path());
     let machines: Vec<Machine> = (0..3).map(|_| Machine::new()).collect();
     for (i, m) in machines.iter().enumerate() {
         m.write_config(&format!(

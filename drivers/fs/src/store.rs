@@ -54,16 +54,7 @@ impl FsStore {
             ));
         }
         let dir = expand_path(&config.path);
-        let safe: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = hypertask_core::files::file_safe_name(name);
         // The directory's hash keeps indexes apart when an instance is pointed elsewhere.
         let dir_hash = ContentHash::of_bytes(dir.to_string_lossy().as_bytes());
         let index = data_dir
