@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::files::{file_safe_name, write_atomic, Durability, FileError, Scan, TaskDir};
+use crate::files::{file_safe_name, lock_file, write_atomic, Durability, FileError, Scan, TaskDir};
 use crate::task::{Task, TaskError, TaskId};
 
 /// How long a writing command waits for another hypertask process by default.
@@ -118,31 +118,15 @@ impl Replica {
     /// Takes the exclusive write lock, waiting up to `timeout` for another process.
     pub fn lock(&self, timeout: Duration) -> Result<CacheLock, CacheError> {
         let path = self.data_dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
         let start = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    return Ok(CacheLock {
-                        _file: std::sync::Arc::new(file),
-                    })
-                }
-                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(CacheError::Locked {
-                        path,
-                        waited: start.elapsed(),
-                    })
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
-            }
+        match lock_file(&path, timeout).map_err(io_err(&path))? {
+            Some(file) => Ok(CacheLock {
+                _file: std::sync::Arc::new(file),
+            }),
+            None => Err(CacheError::Locked {
+                path,
+                waited: start.elapsed(),
+            }),
         }
     }
 

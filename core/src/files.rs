@@ -318,6 +318,28 @@ impl TaskDir {
     }
 }
 
+/// Takes an exclusive lock on `path` (created when missing), polling up to `timeout` while
+/// another process holds it. `Ok(None)`: the wait ran out. The lock lasts as long as the file
+/// stays open, and the OS releases it when its process dies, so a crash never leaves it stuck.
+pub fn lock_file(path: &Path, timeout: std::time::Duration) -> io::Result<Option<File>> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// `name` with every character but `A-Z a-z 0-9 - _` replaced by `_`: a config-given name
 /// (a driver instance) made safe as a file name.
 pub fn file_safe_name(name: &str) -> String {

@@ -83,10 +83,19 @@ mod tests {
     #[test]
     fn streamed_root_hash_equals_the_canonical_json_hash() {
         let mut hashes = Hashes::new();
-        assert_eq!(root_hash(&hashes), ContentHash::of_bytes(&canonical_json(&hashes)));
+        assert_eq!(
+            root_hash(&hashes),
+            ContentHash::of_bytes(&canonical_json(&hashes))
+        );
         for id in ["b", "A", "a_-9", "Z0", "zz", "-x"] {
-            hashes.insert(TaskId::new(id).unwrap(), ContentHash::of_bytes(id.as_bytes()));
+            hashes.insert(
+                TaskId::new(id).unwrap(),
+                ContentHash::of_bytes(id.as_bytes()),
+            );
         }
-        assert_eq!(root_hash(&hashes), ContentHash::of_bytes(&canonical_json(&hashes)));
+        assert_eq!(
+            root_hash(&hashes),
+            ContentHash::of_bytes(&canonical_json(&hashes))
+        );
     }
 }

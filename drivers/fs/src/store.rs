@@ -5,12 +5,12 @@
 //! end of a sync that wrote anything) stores the merged state and removes the copies.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hypertask_core::files::{Durability, TaskDir};
+use hypertask_core::files::{lock_file, Durability, TaskDir};
 use hypertask_core::{
     async_trait, expand_path, merge_tasks, Capabilities, ContentHash, DriverError, DriverInfo,
     ErrorKind, Health, Inventory, Problem, PutOutcome, Store, Task, TaskId, Write,
@@ -123,23 +123,9 @@ impl Inner {
     /// Takes the directory's exclusive lock, waiting a bounded time for another process.
     fn lock(&self) -> Result<File, DriverError> {
         let path = self.dir().join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| error::io(&self.name, &path, e))?;
-        let start = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_TIMEOUT => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(fs::TryLockError::WouldBlock) => return Err(error::locked(&self.name, &path)),
-                Err(fs::TryLockError::Error(e)) => return Err(error::io(&self.name, &path, e)),
-            }
-        }
+        lock_file(&path, LOCK_TIMEOUT)
+            .map_err(|e| error::io(&self.name, &path, e))?
+            .ok_or_else(|| error::locked(&self.name, &path))
     }
 
     /// The conflicted copies among `names` (file names in the directory) that hold the task

@@ -9,17 +9,17 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use git2::{
     AutotagOption, Commit, Cred, CredentialType, FetchOptions, FileMode, IndexEntry, IndexTime,
     MergeOptions, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository, RepositoryInitOptions,
     Signature, Status, StatusOptions, Tree,
 };
-use hypertask_core::files::{write_atomic, TaskDir};
+use hypertask_core::files::{lock_file, write_atomic, TaskDir};
 use hypertask_core::{merge, DriverError, ErrorKind, Task, TaskId};
 
 use crate::config::{redact_url, RemoteLocation, Settings};
@@ -130,35 +130,19 @@ impl WorkingClone {
     /// Takes the clone's lock file, waiting (bounded) for another process that holds it.
     fn lock(&self, git_dir: &Path) -> Result<File, DriverError> {
         let path = git_dir.join("hypertask.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| error::io(&self.name, path.display(), e))?;
-        let start = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_TIMEOUT => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(DriverError::new(
-                        &self.name,
-                        ErrorKind::Contended,
-                        format!(
-                            "another process kept the git clone at {} locked for {}s",
-                            self.settings.path.display(),
-                            LOCK_TIMEOUT.as_secs()
-                        ),
-                    ))
-                }
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(error::io(&self.name, path.display(), e))
-                }
-            }
-        }
+        lock_file(&path, LOCK_TIMEOUT)
+            .map_err(|e| error::io(&self.name, path.display(), e))?
+            .ok_or_else(|| {
+                DriverError::new(
+                    &self.name,
+                    ErrorKind::Contended,
+                    format!(
+                        "another process kept the git clone at {} locked for {}s",
+                        self.settings.path.display(),
+                        LOCK_TIMEOUT.as_secs()
+                    ),
+                )
+            })
     }
 }
 
