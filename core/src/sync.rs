@@ -343,6 +343,9 @@ impl Engine {
                 return Ok(None);
             }
         }
+        // A task that failed in one pass is tried, and fails, again in the next: report it once.
+        rep.failed.sort();
+        rep.failed.dedup();
         if touched {
             driver.finish().await?;
         }
