@@ -26,7 +26,7 @@ pub use store::{MemoryStore, PutOutcome, Store, StoreDriver, Write};
 pub use sync::{DriverReport, Engine, NoProgress, Progress, SyncOptions, SyncReport};
 pub use task::{
     canonical_json, canonical_timestamp, format_timestamp, parse_timestamp, Change, Task,
-    TaskError, TaskId, EPOCH,
+    TaskError, TaskId, DEFAULT_MAX_TASK_BYTES, EPOCH, MAX_TASK_DEPTH,
 };
 
 /// Re-exported for drivers' `#[async_trait]` impls.

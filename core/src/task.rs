@@ -27,6 +27,14 @@ const TIMESTAMP_FIELDS: &[&str] = &[
 /// Keys that are bookkeeping, not clocked fields.
 const UNCLOCKED: &[&str] = &["id", "created_at", "updated_at", "field_updated_at", "tags"];
 
+/// The largest task document accepted by default, in bytes of JSON (1 MiB): files, blobs,
+/// documents and HTTP bodies holding one task above it are rejected as invalid.
+pub const DEFAULT_MAX_TASK_BYTES: usize = 1 << 20;
+
+/// How deeply a task document may nest (the task object itself is level 1). Deeper documents
+/// are rejected at input, so anything accepted can also be sent inside a protocol envelope.
+pub const MAX_TASK_DEPTH: usize = 64;
+
 /// Alphabet of generated ids: no look-alike characters.
 const ID_ALPHABET: &[u8] = b"23456789abcdefghkmnpqrstwxyz";
 
