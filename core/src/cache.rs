@@ -62,18 +62,32 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
     }
 }
 
+/// Which side of a sync held a value that lost a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// This machine's cache.
+    #[default]
+    Local,
+    /// The driver's upstream (another machine's edit).
+    Upstream,
+}
+
 /// A value that lost a merge during a sync, kept so nothing a user typed disappears.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictRecord {
     /// When the sync replaced it.
     pub at: String,
-    /// The driver instance whose state won.
+    /// The driver instance the sync was with.
     pub driver: String,
+    /// Where the losing value was: in the local cache or in the driver's upstream.
+    #[serde(default)]
+    pub side: Side,
     /// The task.
     pub task: TaskId,
     /// The clock key (`description`, `tags.work`, …).
     pub field: String,
-    /// The local value that lost (`null` when the local side had removed it).
+    /// The value that lost (`null` when that side had removed it).
     pub lost: Option<Value>,
     /// The value that won (`null`: removed).
     pub kept: Option<Value>,

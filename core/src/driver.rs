@@ -1,5 +1,6 @@
 //! The driver contract (DESIGN.md §4): what the sync engine asks of any upstream.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
@@ -87,8 +88,21 @@ pub enum Listing {
     Changed(Inventory),
 }
 
-/// One task's outcome in a resolved batch.
-pub type Resolved = (TaskId, Result<Option<Task>, DriverError>);
+/// What a sync may do with an upstream, declared by [`Driver::begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// List and read only (`sync --dry-run`): the upstream must be left exactly as it was.
+    Read,
+    /// List, read and write.
+    Write,
+}
+
+/// Client states to resolve, keyed by task id: `None` reads, `Some` merges and stores.
+pub type Batch = BTreeMap<TaskId, Option<Task>>;
+
+/// Each task's outcome in a resolved batch, keyed by task id; a task that failed fails alone.
+pub type Answers = BTreeMap<TaskId, Result<Option<Task>, DriverError>>;
 
 /// An upstream the sync engine reconciles the local cache with.
 ///
@@ -98,6 +112,18 @@ pub type Resolved = (TaskId, Result<Option<Task>, DriverError>);
 pub trait Driver: Send + Sync + Debug {
     /// Kind, instance name and capabilities.
     fn info(&self) -> DriverInfo;
+
+    /// Starts a sync with this upstream.
+    ///
+    /// # Behavior
+    /// - Called once per sync, before any other call of that sync.
+    /// - With [`Access::Read`] the sync only lists and reads: the driver writes nothing anywhere
+    ///   (no file, no commit, no push, no ref) until the next `begin`.
+    /// - Calling it again starts a new sync; an unfinished one is abandoned.
+    async fn begin(&self, access: Access) -> Result<(), DriverError> {
+        let _ = access;
+        Ok(())
+    }
 
     /// The upstream's id → hash map.
     ///
@@ -111,23 +137,23 @@ pub trait Driver: Send + Sync + Debug {
     /// Merges each client state with the upstream's, stores the result and returns it.
     ///
     /// # Behavior
-    /// - Answers one entry per request entry, in the same order.
-    /// - `(id, None)` reads: the answer is the upstream's state (or `None` when it has none)
+    /// - Answers every id of the batch exactly once, keyed by that id, and no other id; the
+    ///   task in an answer has the id it is filed under. Order means nothing.
+    /// - `id → None` reads: the answer is the upstream's state (or `None` when it has none)
     ///   and nothing is written.
     /// - The answer is `merge(client, upstream)` as of the write; resolving the same state
     ///   twice writes nothing the second time.
-    /// - A task that cannot be resolved (corrupt upstream entry, id mismatch) fails alone; the
-    ///   rest of the batch still resolves.
+    /// - A task that cannot be resolved (corrupt upstream entry, a state filed under another
+    ///   id) fails alone; the rest of the batch still resolves.
     /// - Concurrent resolves from several clients never lose an update.
-    async fn resolve(
-        &self,
-        batch: Vec<(TaskId, Option<Task>)>,
-    ) -> Result<Vec<Resolved>, DriverError>;
+    /// - In a sync begun with [`Access::Read`], a batch with any `Some` state is refused.
+    async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError>;
 
-    /// Called once at the end of a sync that resolved anything: commit, push, flush.
+    /// Ends a sync begun with [`Access::Write`]: commit, push, flush.
     ///
     /// # Behavior
-    /// - Without changes since the last call it does nothing (no empty commit, no push).
+    /// - Called once, at the end of every writing sync, after its last `resolve`.
+    /// - With nothing written since `begin` it does nothing (no empty commit, no push).
     async fn finish(&self) -> Result<(), DriverError> {
         Ok(())
     }

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Protocol,
     /// The upstream does not offer what was asked.
     Unsupported,
+    /// The driver itself failed (it panicked, or broke its own contract).
+    Internal,
 }
 
 impl ErrorKind {
@@ -48,6 +50,7 @@ impl fmt::Display for ErrorKind {
             Self::Io => "I/O error",
             Self::Protocol => "protocol error",
             Self::Unsupported => "unsupported",
+            Self::Internal => "internal error",
         })
     }
 }

@@ -26,11 +26,11 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
 use crate::driver::{
-    Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem, Resolved,
+    Answers, Batch, Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem,
 };
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{ContentHash, Hashes};
-use crate::registry::DriverSpec;
+use crate::spec::DriverSpec;
 use crate::task::{Task, TaskId};
 
 /// The program name for a driver kind.
@@ -241,36 +241,33 @@ impl Driver for ExternalDriver {
         Ok(Listing::Changed(Inventory { hashes, problems }))
     }
 
-    async fn resolve(
-        &self,
-        batch: Vec<(TaskId, Option<Task>)>,
-    ) -> Result<Vec<Resolved>, DriverError> {
-        let ids: Vec<TaskId> = batch.iter().map(|(id, _)| id.clone()).collect();
-        let v = self.call(json!({"op": "resolve", "batch": batch})).await?;
+    async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {
+        let pairs: Vec<(&TaskId, &Option<Task>)> = batch.iter().collect();
+        let v = self.call(json!({"op": "resolve", "batch": pairs})).await?;
         let results = v
             .get("results")
             .and_then(Value::as_array)
             .ok_or_else(|| self.protocol("resolve", "no results"))?;
-        if results.len() != ids.len() {
-            return Err(self.protocol("resolve", "wrong number of results"));
+        let mut answers = Answers::new();
+        for r in results {
+            let id = r
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|s| TaskId::new(s).ok())
+                .ok_or_else(|| self.protocol("resolve", "a result without a valid id"))?;
+            let state = if let Some(msg) = r.get("error").and_then(Value::as_str) {
+                Err(self.err(ErrorKind::InvalidData, format!("task '{id}': {msg}")))
+            } else {
+                match r.get("state").cloned().unwrap_or(Value::Null) {
+                    Value::Null => Ok(None),
+                    doc => Task::from_value(doc)
+                        .map(Some)
+                        .map_err(|e| self.err(ErrorKind::Protocol, e.to_string())),
+                }
+            };
+            answers.insert(id, state);
         }
-        Ok(ids
-            .into_iter()
-            .zip(results)
-            .map(|(id, r)| {
-                let state = if let Some(msg) = r.get("error").and_then(Value::as_str) {
-                    Err(self.err(ErrorKind::InvalidData, format!("task '{id}': {msg}")))
-                } else {
-                    match r.get("state").cloned().unwrap_or(Value::Null) {
-                        Value::Null => Ok(None),
-                        doc => Task::from_value(doc)
-                            .map(Some)
-                            .map_err(|e| self.err(ErrorKind::Protocol, e.to_string())),
-                    }
-                };
-                (id, state)
-            })
-            .collect())
+        Ok(answers)
     }
 
     async fn finish(&self) -> Result<(), DriverError> {
@@ -327,15 +324,15 @@ where
 {
     let op = req.get("op").and_then(Value::as_str).unwrap_or("");
     if op == "init" {
-        let spec = DriverSpec {
-            name: req["name"].as_str().unwrap_or("external").to_owned(),
-            kind: req["kind"].as_str().unwrap_or("external").to_owned(),
-            options: req.get("config").cloned().unwrap_or(json!({})),
-            data_dir: req["data_dir"]
+        let spec = DriverSpec::new(
+            req["name"].as_str().unwrap_or("external"),
+            req["kind"].as_str().unwrap_or("external"),
+            req.get("config").cloned().unwrap_or(json!({})),
+            req["data_dir"]
                 .as_str()
                 .map(PathBuf::from)
                 .unwrap_or_default(),
-        };
+        );
         let Some(build) = build.take() else {
             return json!({"error": "already initialised"});
         };
@@ -371,8 +368,8 @@ where
         "resolve" => {
             let batch: Result<Vec<(TaskId, Option<Task>)>, _> =
                 serde_json::from_value(req.get("batch").cloned().unwrap_or(Value::Null));
-            let batch = match batch {
-                Ok(b) => b,
+            let batch: Batch = match batch {
+                Ok(b) => b.into_iter().collect(),
                 Err(e) => return json!({"error": format!("bad batch: {e}")}),
             };
             match d.resolve(batch).await {

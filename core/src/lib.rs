@@ -2,7 +2,9 @@
 //! the local cache and the sync engine. See DESIGN.md.
 #![deny(missing_docs)]
 
+mod backoff;
 mod cache;
+mod checked;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod driver;
@@ -10,23 +12,37 @@ mod error;
 pub mod external;
 pub mod files;
 mod hash;
+mod memory;
 mod merge;
+mod quarantine;
 mod registry;
+mod spec;
 mod store;
 mod sync;
 mod task;
 
-pub use cache::{CacheError, CacheLock, ConflictRecord, Replica, DEFAULT_LOCK_TIMEOUT};
-pub use driver::{Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem, Resolved};
+pub use backoff::Backoff;
+pub use cache::{CacheError, CacheLock, ConflictRecord, Replica, Side, DEFAULT_LOCK_TIMEOUT};
+pub use checked::{Checked, DEFAULT_TIMEOUT};
+pub use driver::{
+    Access, Answers, Batch, Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem,
+};
 pub use error::{DriverError, ErrorKind};
 pub use hash::{root_hash, ContentHash, Hashes};
+pub use memory::MemoryStore;
 pub use merge::{lost_values, merge, merge_tasks, LostValue};
-pub use registry::{expand_path, DriverSpec, Factory, Registry};
-pub use store::{MemoryStore, PutOutcome, Store, StoreDriver, Write};
-pub use sync::{DriverReport, Engine, NoProgress, Progress, SyncOptions, SyncReport};
+pub use registry::{Factory, Registry};
+pub use spec::{expand_path, DriverSpec, CORE_KEYS};
+pub use store::{
+    Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored, Version, Write,
+};
+pub use sync::{
+    DriverReport, Engine, NoProgress, Progress, SyncOptions, SyncReport, DEFAULT_BATCH,
+};
 pub use task::{
-    canonical_json, canonical_timestamp, format_timestamp, parse_timestamp, Change, Task,
-    TaskError, TaskId, DEFAULT_MAX_TASK_BYTES, EPOCH, MAX_TASK_DEPTH,
+    canonical_json, canonical_timestamp, format_timestamp, parse_timestamp, Change, ClockKey, Task,
+    TaskError, TaskId, DEFAULT_MAX_TASK_BYTES, EPOCH, MAX_CLOCK_SKEW, MAX_TASK_DEPTH,
+    TAG_CLOCK_PREFIX,
 };
 
 /// Re-exported for drivers' `#[async_trait]` impls.

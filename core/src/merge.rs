@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::task::{canonical_json, is_clocked_field, tag_of, Task, TaskError};
+use crate::task::{canonical_json, ClockKey, Task, TaskError};
 
 /// Merges two states of one task.
 ///
@@ -53,12 +53,12 @@ pub fn merge_tasks(a: &Task, b: &Task) -> Result<Task, TaskError> {
             updated = winner_clock.to_owned();
         }
         clocks.insert(key.clone(), Value::String(winner_clock.to_owned()));
-        match (tag_of(key), winner_value) {
-            (Some(tag), Some(_)) => {
+        match (ClockKey::parse(key), winner_value) {
+            (Some(ClockKey::Tag(tag)), Some(_)) => {
                 tags.insert(tag.to_owned());
             }
-            (None, Some(v)) if is_clocked_field(key) => {
-                doc.insert(key.clone(), v);
+            (Some(ClockKey::Field(field)), Some(v)) => {
+                doc.insert(field.to_owned(), v);
             }
             _ => {}
         }
@@ -84,13 +84,10 @@ fn clock<'a>(clocks: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     clocks.get(key).and_then(Value::as_str)
 }
 
-/// The value a clock key guards: a field's value, or `true` for a present tag.
+/// The value a clock key guards: a field's value, `true` for a present tag, nothing for a
+/// bookkeeping key.
 fn value_of(task: &Task, key: &str) -> Option<Value> {
-    match tag_of(key) {
-        Some(tag) => task.tags().contains(&tag).then_some(Value::Bool(true)),
-        None if is_clocked_field(key) => task.get(key).cloned(),
-        None => None,
-    }
+    ClockKey::parse(key).and_then(|k| k.value_in(task))
 }
 
 /// Ties on equal clocks: the greater RFC 8785 encoding wins, absent below present.

@@ -2,39 +2,117 @@
 //! and retry.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::fmt::{self, Debug};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
-use crate::driver::{Driver, DriverInfo, Health, Inventory, Listing, Resolved};
+use crate::backoff::Backoff;
+use crate::driver::{
+    Access, Answers, Batch, Driver, DriverInfo, Health, Inventory, Listing, Problem,
+};
 use crate::error::{DriverError, ErrorKind};
-use crate::hash::ContentHash;
+use crate::hash::{root_hash, ContentHash};
 use crate::merge::merge;
 use crate::task::{Task, TaskId};
 
 /// How many times a compare-and-swap that lost to a concurrent writer is retried.
 const MAX_CAS_ATTEMPTS: u32 = 16;
 
-/// A conditional write: store `task` only if the stored task's hash is still `expected`
+/// A store's own compare-and-swap token for one stored task: an etag, a revision, a git blob
+/// id, or simply the content hash when that is all a store can compare. Opaque to everyone
+/// but the store that issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(String);
+
+impl Version {
+    /// A version as the store spells it.
+    pub fn new(v: impl Into<String>) -> Version {
+        Version(v.into())
+    }
+
+    /// The version of a store whose only token is the content hash.
+    pub fn of_hash(hash: &ContentHash) -> Version {
+        Version(hash.as_str().to_owned())
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One listed entry: the stored task's content hash and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The content hash written with the task (see [`Write::hash`]).
+    pub hash: ContentHash,
+    /// The compare-and-swap token of the stored state.
+    pub version: Version,
+}
+
+/// Everything a store holds, plus entries it could not read.
+#[derive(Debug, Default)]
+pub struct StoreInventory {
+    /// Every valid stored task, by id.
+    pub entries: BTreeMap<TaskId, Entry>,
+    /// Entries skipped as invalid, each naming what and where. They are left untouched.
+    pub problems: Vec<Problem>,
+}
+
+/// A stored task and its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The task as stored.
+    pub task: Task,
+    /// The compare-and-swap token of this state.
+    pub version: Version,
+}
+
+/// A conditional write: store `task` only if the stored version is still `expected`
 /// (`None`: only if there is still no task with this id).
 #[derive(Debug, Clone)]
 pub struct Write {
-    /// Hash of the state the new one was merged from.
-    pub expected: Option<ContentHash>,
     /// The new state.
     pub task: Task,
+    /// Its content hash, to be stored next to it and listed back unchanged.
+    pub hash: ContentHash,
+    /// The version the new state was merged from.
+    pub expected: Option<Version>,
+}
+
+impl Write {
+    /// A write of `task` over the state whose version is `expected`.
+    pub fn new(task: Task, expected: Option<Version>) -> Write {
+        Write {
+            hash: task.hash(),
+            task,
+            expected,
+        }
+    }
 }
 
 /// The outcome of one conditional write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
-    /// The task was stored.
-    Written,
-    /// Someone else changed the task since it was read; nothing was written.
+    /// The task was stored; this is its new version.
+    Written(Version),
+    /// The stored version is no longer the expected one; nothing was written.
     Conflict,
 }
+
+/// Answers of [`Store::get`], keyed by id.
+pub type Gets = BTreeMap<TaskId, Result<Option<Stored>, DriverError>>;
+
+/// Answers of [`Store::put`], keyed by id.
+pub type Puts = BTreeMap<TaskId, Result<PutOutcome, DriverError>>;
 
 /// A place tasks are stored: it lists, fetches and writes conditionally. It never merges;
 /// [`StoreDriver`] does that.
@@ -43,43 +121,60 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Kind, instance name and capabilities.
     fn info(&self) -> DriverInfo;
 
-    /// Every stored task's content hash.
+    /// Starts a sync (see [`Driver::begin`]).
+    ///
+    /// # Behavior
+    /// - Called once per sync before any other call of that sync.
+    /// - With [`Access::Read`] the store writes nothing anywhere until the next `begin`.
+    async fn begin(&self, access: Access) -> Result<(), DriverError> {
+        let _ = access;
+        Ok(())
+    }
+
+    /// The root hash of everything stored, when the store keeps it up to date and can answer
+    /// it without listing (declare [`crate::Capabilities::cheap_root`] then).
+    ///
+    /// # Behavior
+    /// - `Ok(None)`: the store cannot tell cheaply; the caller lists instead.
+    /// - `Ok(Some(root))` equals the root hash of what [`Store::list`] would list.
+    async fn root(&self) -> Result<Option<ContentHash>, DriverError> {
+        Ok(None)
+    }
+
+    /// Every stored task's hash and version.
     ///
     /// # Behavior
     /// - An empty store lists nothing.
-    /// - The hash of each entry is [`Task::hash`] of the stored task, as [`Store::get`] returns
-    ///   it.
+    /// - An entry's hash is the one written with it, which is [`Task::hash`] of the task
+    ///   [`Store::get`] returns; its version is the one `get` returns.
     /// - Entries that cannot be parsed are reported in `problems` (naming where they are) and
     ///   left untouched; foreign entries that are not tasks are ignored.
-    async fn list(&self) -> Result<Inventory, DriverError>;
+    async fn list(&self) -> Result<StoreInventory, DriverError>;
 
-    /// Fetches tasks by id: one answer per id, in order.
+    /// Fetches tasks by id.
     ///
     /// # Behavior
+    /// - Answers every id asked exactly once, keyed by that id, whatever the order of `ids`.
     /// - A missing task is `Ok(None)`.
     /// - An entry that cannot be parsed is `Err` for that id alone.
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError>;
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError>;
 
-    /// Writes tasks conditionally: one answer per write, in order.
+    /// Writes tasks conditionally. The ids of one call are distinct.
     ///
     /// # Behavior
-    /// - A write whose `expected` no longer matches the stored hash (or, with `None`, whose id
-    ///   now exists) is [`PutOutcome::Conflict`] and changes nothing.
+    /// - Answers every write exactly once, keyed by its task's id.
+    /// - A write whose `expected` version is no longer the stored one (or, with `None`, whose
+    ///   id now exists) is [`PutOutcome::Conflict`] and changes nothing.
     /// - A write never leaves a torn entry: readers see the old state or the new one.
-    /// - Writing a state equal to the stored one is a no-op that answers `Written`.
+    /// - Writing a state equal to the stored one changes nothing and answers `Written`.
     /// - Never overwrites an entry it could not parse: that write fails alone.
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError>;
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError>;
 
-    /// Makes what `put` wrote since the last call durable and visible upstream (commit, push).
+    /// Makes what `put` wrote since `begin` durable and visible upstream (commit, push).
     ///
     /// # Behavior
-    /// - With nothing written since the last call, does nothing.
+    /// - Called once at the end of a sync begun with [`Access::Write`].
+    /// - With nothing written since `begin`, does nothing.
     async fn finish(&self) -> Result<(), DriverError> {
         Ok(())
     }
@@ -89,7 +184,7 @@ pub trait Store: Send + Sync + Debug + 'static {
 }
 
 /// The [`Driver`] of any [`Store`]: merges with the core rule, writes with compare-and-swap and
-/// retries when a concurrent writer got in first.
+/// retries when a concurrent writer got in first. It checks the store's answers by id.
 #[derive(Debug)]
 pub struct StoreDriver<S> {
     store: S,
@@ -106,8 +201,35 @@ impl<S: Store> StoreDriver<S> {
         &self.store
     }
 
-    fn name(&self) -> String {
-        self.store.info().name
+    fn err(&self, kind: ErrorKind, message: String) -> DriverError {
+        DriverError::new(self.store.info().name, kind, message)
+    }
+
+    /// Reads `ids`, checking that every answer is filed under the id asked.
+    async fn read(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
+        let mut gets = self.store.get(ids).await?;
+        let mut out = Gets::new();
+        for id in ids {
+            let answer = match gets.remove(id) {
+                None => Err(self.err(
+                    ErrorKind::Protocol,
+                    format!("task '{id}': the store gave no answer"),
+                )),
+                Some(Ok(Some(s))) if s.task.id() != id => Err(self.err(
+                    ErrorKind::Protocol,
+                    format!(
+                        "task '{id}': the store answered with task '{}'; nothing was written",
+                        s.task.id()
+                    ),
+                )),
+                Some(other) => other,
+            };
+            out.insert(id.clone(), answer);
+        }
+        if let Some(extra) = gets.keys().next() {
+            tracing::warn!(driver = %self.store.info().name, task = %extra, "store answered a task that was not asked; ignored");
+        }
+        Ok(out)
     }
 }
 
@@ -117,121 +239,121 @@ impl<S: Store> Driver for StoreDriver<S> {
         self.store.info()
     }
 
+    async fn begin(&self, access: Access) -> Result<(), DriverError> {
+        self.store.begin(access).await
+    }
+
     async fn hashes(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError> {
-        let inventory = self.store.list().await?;
-        if inventory.problems.is_empty() && known_root == Some(&inventory.root()) {
+        if let Some(known) = known_root {
+            if self.store.root().await?.as_ref() == Some(known) {
+                return Ok(Listing::Unchanged);
+            }
+        }
+        let listed = self.store.list().await?;
+        let inventory = Inventory {
+            hashes: listed
+                .entries
+                .into_iter()
+                .map(|(id, e)| (id, e.hash))
+                .collect(),
+            problems: listed.problems,
+        };
+        if inventory.problems.is_empty() && known_root == Some(&root_hash(&inventory.hashes)) {
             return Ok(Listing::Unchanged);
         }
         Ok(Listing::Changed(inventory))
     }
 
-    async fn resolve(
-        &self,
-        batch: Vec<(TaskId, Option<Task>)>,
-    ) -> Result<Vec<Resolved>, DriverError> {
-        let mut results: Vec<Option<Result<Option<Task>, DriverError>>> =
-            (0..batch.len()).map(|_| None).collect();
-        let mut pending: Vec<usize> = Vec::with_capacity(batch.len());
-        for (i, (id, client)) in batch.iter().enumerate() {
+    async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {
+        let mut answers = Answers::new();
+        let mut pending: Vec<TaskId> = Vec::with_capacity(batch.len());
+        for (id, client) in &batch {
             match client {
                 Some(t) if t.id() != id => {
-                    results[i] = Some(Err(DriverError::new(
-                        self.name(),
-                        ErrorKind::InvalidRequest,
-                        format!("task '{}' was sent under the id '{id}'", t.id()),
-                    )));
+                    answers.insert(
+                        id.clone(),
+                        Err(self.err(
+                            ErrorKind::InvalidRequest,
+                            format!("task '{}' was sent under the id '{id}'", t.id()),
+                        )),
+                    );
                 }
-                _ => pending.push(i),
+                _ => pending.push(id.clone()),
             }
         }
 
-        for attempt in 0..MAX_CAS_ATTEMPTS {
+        let mut backoff = Backoff::contention();
+        for _ in 0..MAX_CAS_ATTEMPTS {
             if pending.is_empty() {
                 break;
             }
-            if attempt > 0 {
-                backoff(attempt).await;
-            }
-            let ids: Vec<TaskId> = pending.iter().map(|&i| batch[i].0.clone()).collect();
-            let current = self.store.get(&ids).await?;
-            if current.len() != ids.len() {
-                return Err(DriverError::new(
-                    self.name(),
-                    ErrorKind::Protocol,
-                    "store answered a different number of tasks than asked",
-                ));
-            }
             let mut writes = Vec::new();
-            let mut writing = Vec::new();
-            for (&i, cur) in pending.iter().zip(current) {
-                let cur = match cur {
-                    Ok(cur) => cur,
+            let mut merged_states = BTreeMap::new();
+            for (id, current) in self.read(&pending).await? {
+                let stored = match current {
+                    Ok(stored) => stored,
                     Err(e) => {
-                        results[i] = Some(Err(e));
+                        answers.insert(id, Err(e));
                         continue;
                     }
                 };
-                let merged = match merge(batch[i].1.as_ref(), cur.as_ref()) {
+                let client = batch.get(&id).and_then(Option::as_ref);
+                let merged = match merge(client, stored.as_ref().map(|s| &s.task)) {
                     Ok(m) => m,
                     Err(e) => {
-                        results[i] = Some(Err(DriverError::new(
-                            self.name(),
-                            ErrorKind::InvalidRequest,
-                            e.to_string(),
-                        )));
+                        answers.insert(id, Err(self.err(ErrorKind::InvalidRequest, e.to_string())));
                         continue;
                     }
                 };
                 match merged {
-                    Some(m) if Some(&m) != cur.as_ref() => {
-                        writes.push(Write {
-                            expected: cur.as_ref().map(Task::hash),
-                            task: m.clone(),
-                        });
-                        writing.push((i, m));
+                    Some(m) if Some(&m) != stored.as_ref().map(|s| &s.task) => {
+                        writes.push(Write::new(m.clone(), stored.map(|s| s.version)));
+                        merged_states.insert(id, m);
                     }
-                    same => results[i] = Some(Ok(same)),
+                    same => {
+                        answers.insert(id, Ok(same));
+                    }
                 }
             }
-            let outcomes = if writes.is_empty() {
-                Vec::new()
+            let mut outcomes = if writes.is_empty() {
+                Puts::new()
             } else {
                 self.store.put(writes).await?
             };
             let mut retry = Vec::new();
-            for ((i, merged), outcome) in writing.into_iter().zip(outcomes) {
-                match outcome {
-                    Ok(PutOutcome::Written) => results[i] = Some(Ok(Some(merged))),
-                    Ok(PutOutcome::Conflict) => retry.push(i),
-                    Err(e) => results[i] = Some(Err(e)),
+            for (id, merged) in merged_states {
+                match outcomes.remove(&id) {
+                    Some(Ok(PutOutcome::Written(_))) => {
+                        answers.insert(id, Ok(Some(merged)));
+                    }
+                    Some(Ok(PutOutcome::Conflict)) => retry.push(id),
+                    Some(Err(e)) => {
+                        answers.insert(id, Err(e));
+                    }
+                    None => {
+                        let e = self.err(
+                            ErrorKind::Protocol,
+                            format!("task '{id}': the store gave no answer to the write"),
+                        );
+                        answers.insert(id, Err(e));
+                    }
                 }
             }
             pending = retry;
+            if !pending.is_empty() {
+                backoff.wait().await;
+            }
         }
-        for i in pending {
-            results[i] = Some(Err(DriverError::new(
-                self.name(),
+        for id in pending {
+            let e = self.err(
                 ErrorKind::Contended,
                 format!(
-                    "task '{}': lost {MAX_CAS_ATTEMPTS} compare-and-swap races to other writers",
-                    batch[i].0
+                    "task '{id}': lost {MAX_CAS_ATTEMPTS} compare-and-swap races to other writers"
                 ),
-            )));
+            );
+            answers.insert(id, Err(e));
         }
-        Ok(batch
-            .into_iter()
-            .zip(results)
-            .map(|((id, _), r)| {
-                let r = r.unwrap_or_else(|| {
-                    Err(DriverError::new(
-                        self.name(),
-                        ErrorKind::Protocol,
-                        format!("task '{id}': store gave no answer"),
-                    ))
-                });
-                (id, r)
-            })
-            .collect())
+        Ok(answers)
     }
 
     async fn finish(&self) -> Result<(), DriverError> {
@@ -243,110 +365,24 @@ impl<S: Store> Driver for StoreDriver<S> {
     }
 }
 
-/// Jittered exponential backoff for contended writes: 2 ms, 4 ms, … capped at 200 ms.
-async fn backoff(attempt: u32) {
-    use rand::Rng;
-    let base = 2u64.saturating_pow(attempt.min(7)).min(200);
-    let jitter = rand::rng().random_range(0..=base);
-    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
-}
-
-/// A store in memory: the reference [`Store`] for tests and the conformance suite.
-#[derive(Debug)]
-pub struct MemoryStore {
-    name: String,
-    tasks: Mutex<BTreeMap<TaskId, Task>>,
-}
-
-impl MemoryStore {
-    /// An empty store named `name`.
-    pub fn new(name: impl Into<String>) -> Self {
-        MemoryStore {
-            name: name.into(),
-            tasks: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// A copy of everything stored.
-    pub fn snapshot(&self) -> BTreeMap<TaskId, Task> {
-        self.tasks.lock().expect("memory store poisoned").clone()
-    }
-}
-
 #[async_trait]
-impl Store for MemoryStore {
-    fn info(&self) -> DriverInfo {
-        DriverInfo {
-            kind: "memory".into(),
-            name: self.name.clone(),
-            capabilities: Default::default(),
-        }
-    }
-
-    async fn list(&self) -> Result<Inventory, DriverError> {
-        let tasks = self.tasks.lock().expect("memory store poisoned");
-        Ok(Inventory {
-            hashes: tasks.iter().map(|(id, t)| (id.clone(), t.hash())).collect(),
-            problems: Vec::new(),
-        })
-    }
-
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
-        let tasks = self.tasks.lock().expect("memory store poisoned");
-        Ok(ids.iter().map(|id| Ok(tasks.get(id).cloned())).collect())
-    }
-
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
-        let mut tasks = self.tasks.lock().expect("memory store poisoned");
-        Ok(writes
-            .into_iter()
-            .map(|w| {
-                let current = tasks.get(w.task.id()).map(Task::hash);
-                if current.as_ref() == Some(&w.task.hash()) {
-                    return Ok(PutOutcome::Written);
-                }
-                if current != w.expected {
-                    return Ok(PutOutcome::Conflict);
-                }
-                tasks.insert(w.task.id().clone(), w.task);
-                Ok(PutOutcome::Written)
-            })
-            .collect())
-    }
-
-    async fn check(&self) -> Result<Health, DriverError> {
-        let n = self.tasks.lock().expect("memory store poisoned").len();
-        Ok(Health {
-            ok: true,
-            detail: format!("in memory, {n} tasks"),
-        })
-    }
-}
-
-#[async_trait]
-impl<S: Store> Store for std::sync::Arc<S> {
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn info(&self) -> DriverInfo {
         (**self).info()
     }
-    async fn list(&self) -> Result<Inventory, DriverError> {
+    async fn begin(&self, access: Access) -> Result<(), DriverError> {
+        (**self).begin(access).await
+    }
+    async fn root(&self) -> Result<Option<ContentHash>, DriverError> {
+        (**self).root().await
+    }
+    async fn list(&self) -> Result<StoreInventory, DriverError> {
         (**self).list().await
     }
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         (**self).get(ids).await
     }
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
         (**self).put(writes).await
     }
     async fn finish(&self) -> Result<(), DriverError> {

@@ -1,99 +1,23 @@
 //! The sync engine over real cache directories and in-memory drivers.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
-use hypertask_core::{
-    merge, Change, Driver, Engine, MemoryStore, Replica, StoreDriver, SyncOptions, Task, TaskId,
-};
+use chrono::{Duration, Utc};
+use hypertask_core::{merge, Change, Checked, SyncOptions, Task, TaskId};
+
+mod common;
+use common::{mem, Node, Rng};
 use serde_json::json;
-
-struct Node {
-    _dir: tempfile::TempDir,
-    replica: Replica,
-}
-
-impl Node {
-    fn new() -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let replica = Replica::open(dir.path().join("data")).unwrap();
-        Node { _dir: dir, replica }
-    }
-
-    fn put(&self, task: &Task) {
-        let lock = self
-            .replica
-            .lock(std::time::Duration::from_secs(5))
-            .unwrap();
-        self.replica.put(&lock, std::slice::from_ref(task)).unwrap();
-    }
-
-    fn edit(&self, id: &TaskId, changes: &[Change], now: DateTime<Utc>) -> Task {
-        let lock = self
-            .replica
-            .lock(std::time::Duration::from_secs(5))
-            .unwrap();
-        let mut t = self.replica.get(id).unwrap().expect("task exists");
-        t.edit(changes, now).unwrap();
-        self.replica.put(&lock, std::slice::from_ref(&t)).unwrap();
-        t
-    }
-
-    fn files(&self) -> BTreeMap<String, Vec<u8>> {
-        std::fs::read_dir(self.replica.task_dir().dir())
-            .unwrap()
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    async fn sync(
-        &self,
-        drivers: &[Arc<dyn Driver>],
-        options: SyncOptions,
-    ) -> hypertask_core::SyncReport {
-        Engine::new(self.replica.clone(), drivers.to_vec(), options)
-            .sync()
-            .await
-            .unwrap()
-    }
-}
-
-fn mem(name: &str) -> (Arc<MemoryStore>, Arc<dyn Driver>) {
-    let store = Arc::new(MemoryStore::new(name));
-    (store.clone(), Arc::new(StoreDriver::new(store)))
-}
-
-/// A tiny deterministic generator, so a failing seed replays exactly.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_two_drivers_random_edits_converge() {
     for seed in 1..=12u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::seeded(seed);
         let nodes = [Node::new(), Node::new(), Node::new()];
         let (_, d1) = mem("d1");
         let (_, d2) = mem("d2");
         // Replica 0 only sees d1, replica 2 only d2, replica 1 both: a relay.
-        let wiring: [Vec<Arc<dyn Driver>>; 3] = [
+        let wiring: [Vec<Checked>; 3] = [
             vec![d1.clone()],
             vec![d1.clone(), d2.clone()],
             vec![d2.clone()],
@@ -318,7 +242,10 @@ async fn mass_deletion_guard_stops_before_writing_and_force_goes_past() {
     // B pushing 15 of 20 deletions is refused on the driver's side.
     let r = b.sync(&drivers, SyncOptions::default()).await;
     let err = r.drivers[0].error.as_deref().expect("guard trips");
-    assert!(err.contains("--force") && err.contains("15 of 20"), "{err}");
+    assert!(
+        err.contains("--force") && err.contains("15 of the 20 live"),
+        "{err}"
+    );
     assert!(
         store.snapshot().values().all(|t| !t.is_deleted()),
         "nothing was written"
@@ -356,7 +283,7 @@ async fn mass_deletion_guard_stops_before_writing_and_force_goes_past() {
 }
 
 #[tokio::test]
-async fn a_corrupt_cache_file_is_reported_untouched_and_others_sync() {
+async fn a_corrupt_cache_file_is_quarantined_and_restored_from_the_upstream() {
     let (a, b) = (Node::new(), Node::new());
     let (_, d) = mem("m");
     let drivers = [d];
@@ -366,23 +293,47 @@ async fn a_corrupt_cache_file_is_reported_untouched_and_others_sync() {
     b.sync(&drivers, SyncOptions::default()).await;
     let bad = a.replica.task_dir().dir().join("t1.json");
     std::fs::write(&bad, b"{ not json").unwrap();
-    let r = a.sync(&drivers, SyncOptions::default()).await;
-    assert!(!r.is_ok());
+
+    // A dry run names the file and moves nothing.
+    let dry = SyncOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let r = a.sync(&drivers, dry).await;
     assert!(
         r.local_skipped.iter().any(|s| s.contains("t1.json")),
         "{r:?}"
     );
     assert_eq!(std::fs::read(&bad).unwrap(), b"{ not json");
-    assert!(a
-        .replica
-        .get(&TaskId::new("t0").unwrap())
+
+    let r = a.sync(&drivers, SyncOptions::default()).await;
+    assert!(!r.is_ok(), "a quarantined file is reported: {r:?}");
+    let note = r
+        .local_skipped
+        .iter()
+        .find(|s| s.contains("t1") && s.contains("quarantine"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    let moved: Vec<_> = std::fs::read_dir(a.replica.data_dir().join("quarantine"))
         .unwrap()
-        .is_some());
-    assert!(a
-        .replica
-        .get(&TaskId::new("t2").unwrap())
-        .unwrap()
-        .is_some());
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(note.contains(&moved[0].display().to_string()), "{note}");
+    assert_eq!(
+        std::fs::read(&moved[0]).unwrap(),
+        b"{ not json",
+        "kept byte for byte"
+    );
+    for i in 0..3 {
+        let t = a
+            .replica
+            .get(&TaskId::new(format!("t{i}")).unwrap())
+            .unwrap();
+        assert_eq!(t.unwrap().description(), "b", "t{i} synced or restored");
+    }
+    // The next sync has nothing left to report.
+    assert!(a.sync(&drivers, SyncOptions::default()).await.is_ok());
 }
 
 #[test]

@@ -1,20 +1,39 @@
-//! The shared test vectors (`../shared/vectors/task-vectors.json`): every hash, normalise,
-//! merge, invalid and root vector must pass. A missing file fails, never skips.
+//! The task vectors shipped in this crate (`core/vectors/task-vectors.json`, a copy of the
+//! project's reference vectors): every hash, normalise, merge, invalid and root vector must pass.
 
-use std::path::PathBuf;
-
+use hypertask_core::conformance::TASK_VECTORS;
 use hypertask_core::{canonical_json, merge, root_hash, ContentHash, Hashes, Task};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = std::env::var_os("HYPERTASK_VECTORS")
-        .map(PathBuf::from)
+    serde_json::from_str(TASK_VECTORS).expect("vectors are JSON")
+}
+
+/// The shipped copy is the reference file, byte for byte, wherever the reference is at hand
+/// (`HYPERTASK_VECTORS`, or the design folder next to a checkout).
+#[test]
+fn shipped_vectors_are_the_reference_vectors() {
+    let reference = std::env::var_os("HYPERTASK_VECTORS")
+        .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/task-vectors.json")
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/vectors/task-vectors.json")
         });
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("test vectors missing at {}: {e}", path.display()));
-    serde_json::from_slice(&bytes).expect("vectors are JSON")
+    match std::fs::read_to_string(&reference) {
+        Ok(text) => assert_eq!(
+            text,
+            TASK_VECTORS,
+            "{} differs from the shipped copy",
+            reference.display()
+        ),
+        Err(e) if std::env::var_os("HYPERTASK_VECTORS").is_some() => {
+            panic!("HYPERTASK_VECTORS={}: {e}", reference.display())
+        }
+        Err(_) => {}
+    }
+    assert!(vectors()["invalid"]
+        .as_array()
+        .is_some_and(|a| a.len() >= 14));
 }
 
 fn section(name: &str) -> Vec<Value> {

@@ -1,0 +1,196 @@
+//! One configured driver instance: a `[drivers.NAME]` table and what core reads from it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::checked::DEFAULT_TIMEOUT;
+use crate::error::{DriverError, ErrorKind};
+use crate::task::DEFAULT_MAX_TASK_BYTES;
+
+/// Keys of a driver table that core reads itself; the driver's own config never sees them.
+pub const CORE_KEYS: &[&str] = &["type", "timeout", "max_task_bytes"];
+
+/// One `[drivers.NAME]` table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DriverSpec {
+    /// The instance name (`NAME`).
+    pub name: String,
+    /// The kind (`type = "…"`).
+    pub kind: String,
+    /// The table's other keys, as the driver's config.
+    pub options: Value,
+    /// The local data directory, for drivers that keep local state (indexes, clones).
+    pub data_dir: PathBuf,
+    /// The directory of the config file: relative paths in `options` are relative to it.
+    pub config_dir: Option<PathBuf>,
+    /// How long one operation may take (`timeout`, seconds).
+    pub timeout: Duration,
+    /// The largest task accepted, in bytes of JSON (`max_task_bytes`).
+    pub max_task_bytes: usize,
+}
+
+impl DriverSpec {
+    /// A spec with the default timeout and task size limit and no config directory.
+    pub fn new(
+        name: impl Into<String>,
+        kind: impl Into<String>,
+        options: Value,
+        data_dir: impl Into<PathBuf>,
+    ) -> DriverSpec {
+        DriverSpec {
+            name: name.into(),
+            kind: kind.into(),
+            options,
+            data_dir: data_dir.into(),
+            config_dir: None,
+            timeout: DEFAULT_TIMEOUT,
+            max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+        }
+    }
+
+    /// Reads a whole driver table: `type`, `timeout` and `max_task_bytes` are core's, the
+    /// rest is the driver's config.
+    pub fn from_table(
+        name: impl Into<String>,
+        table: Value,
+        data_dir: impl Into<PathBuf>,
+        config_dir: Option<PathBuf>,
+    ) -> Result<DriverSpec, DriverError> {
+        let name = name.into();
+        let err = |msg: String| DriverError::new(&name, ErrorKind::Config, msg);
+        let Value::Object(mut table) = table else {
+            return Err(err(format!("[drivers.{name}] must be a table")));
+        };
+        let kind = match table.remove("type") {
+            Some(Value::String(k)) if !k.is_empty() => k,
+            Some(_) => {
+                return Err(err(format!(
+                    "[drivers.{name}] type must be a non-empty string"
+                )))
+            }
+            None => {
+                return Err(err(format!(
+                    "[drivers.{name}] has no type (e.g. type = \"fs\")"
+                )))
+            }
+        };
+        let mut spec = DriverSpec::new(name.clone(), kind, Value::Null, data_dir);
+        if let Some(v) = table.remove("timeout") {
+            let secs = number(&v).filter(|s| *s > 0.0 && *s <= 86_400.0).ok_or_else(|| {
+                err(format!(
+                    "[drivers.{name}] timeout must be a number of seconds between 0 and 86400, not {v}"
+                ))
+            })?;
+            spec.timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(v) = table.remove("max_task_bytes") {
+            spec.max_task_bytes = number(&v)
+                .filter(|n| *n >= 1024.0 && n.fract() == 0.0 && *n <= (1u64 << 30) as f64)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    err(format!(
+                        "[drivers.{name}] max_task_bytes must be a whole number from 1024 to 1073741824, not {v}"
+                    ))
+                })?;
+        }
+        spec.options = Value::Object(table);
+        spec.config_dir = config_dir;
+        Ok(spec)
+    }
+
+    /// Sets the directory relative paths are resolved against.
+    pub fn with_config_dir(mut self, dir: impl Into<PathBuf>) -> DriverSpec {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the per-operation timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> DriverSpec {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Deserialises the options into a driver's config struct; errors name the instance.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, DriverError> {
+        serde_json::from_value(self.options.clone()).map_err(|e| {
+            DriverError::new(
+                &self.name,
+                ErrorKind::Config,
+                format!(
+                    "invalid [drivers.{}] ({} driver): {e}",
+                    self.name, self.kind
+                ),
+            )
+        })
+    }
+
+    /// A path from the config: `~/` expanded, relative paths taken from the config file's
+    /// directory (or the current directory when there is no file).
+    pub fn path(&self, p: impl AsRef<Path>) -> PathBuf {
+        let p = expand_path(p);
+        match (&self.config_dir, p.is_relative()) {
+            (Some(dir), true) => dir.join(p),
+            _ => p,
+        }
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        // Environment overrides arrive as strings.
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Expands a leading `~/` to the home directory.
+pub fn expand_path(p: impl AsRef<Path>) -> PathBuf {
+    let p = p.as_ref();
+    if let Ok(rest) = p.strip_prefix("~") {
+        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    p.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn core_keys_are_taken_out_of_the_drivers_options() {
+        let spec = DriverSpec::from_table(
+            "box",
+            json!({"type": "fs", "path": "tasks", "timeout": 5, "max_task_bytes": 4096}),
+            "/data",
+            Some("/etc/ht".into()),
+        )
+        .unwrap();
+        assert_eq!(spec.kind, "fs");
+        assert_eq!(spec.options, json!({"path": "tasks"}));
+        assert_eq!(spec.timeout, Duration::from_secs(5));
+        assert_eq!(spec.max_task_bytes, 4096);
+        assert_eq!(spec.path("tasks"), PathBuf::from("/etc/ht/tasks"));
+        assert_eq!(spec.path("/abs"), PathBuf::from("/abs"));
+    }
+
+    #[test]
+    fn bad_core_keys_name_the_driver_and_the_key() {
+        for table in [
+            json!({"path": "x"}),
+            json!({"type": "fs", "timeout": -1}),
+            json!({"type": "fs", "timeout": "soon"}),
+            json!({"type": "fs", "max_task_bytes": 10}),
+        ] {
+            let e = DriverSpec::from_table("box", table, "/d", None).unwrap_err();
+            assert!(e.to_string().contains("[drivers.box]"), "{e}");
+        }
+    }
+}
