@@ -13,7 +13,8 @@ use std::time::Duration;
 use hypertask_core::files::{lock_file, Durability, TaskDir};
 use hypertask_core::{
     async_trait, expand_path, merge_tasks, Capabilities, ContentHash, DriverError, DriverInfo,
-    ErrorKind, Health, Inventory, Problem, PutOutcome, Store, Task, TaskId, Write,
+    Entry, ErrorKind, Gets, Health, Inventory, Problem, PutOutcome, Puts, Store, StoreInventory,
+    Stored, Task, TaskId, Version, Write,
 };
 
 use crate::config::FsConfig;
@@ -221,40 +222,54 @@ impl Inner {
         Ok(inventory)
     }
 
-    fn get(&self, ids: &[TaskId]) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+    fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         if !self.ensure_dir(false)? {
-            return Ok(ids.iter().map(|_| Ok(None)).collect());
+            return Ok(ids.iter().map(|id| (id.clone(), Ok(None))).collect());
         }
         let copies = self.copies()?;
-        Ok(ids.iter().map(|id| self.state(id, &copies)).collect())
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let state = self.state(id, &copies).map(|t| {
+                    t.map(|task| Stored {
+                        version: Version::of_hash(&task.hash()),
+                        task,
+                    })
+                });
+                (id.clone(), state)
+            })
+            .collect())
     }
 
-    fn put(&self, writes: Vec<Write>) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+    /// Compare-and-swap on the content hash: a file holds no other version.
+    fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
         self.ensure_dir(true)?;
         let _lock = self.lock()?;
         let copies = self.copies()?;
-        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut outcomes = Puts::new();
         let mut to_write: Vec<Task> = Vec::new();
         for w in writes {
-            let current = match self.state(w.task.id(), &copies) {
+            let id = w.task.id().clone();
+            let current = match self.state(&id, &copies) {
                 Ok(c) => c,
                 Err(e) => {
-                    outcomes.push(Err(e));
+                    outcomes.insert(id, Err(e));
                     continue;
                 }
             };
-            let current_hash = current.as_ref().map(Task::hash);
-            if current_hash.as_ref() == Some(&w.task.hash()) {
+            let current = current.as_ref().map(|t| Version::of_hash(&t.hash()));
+            let written = Version::of_hash(&w.hash);
+            if current.as_ref() == Some(&written) {
                 // Already stored, perhaps only as the merge with copies: fold those in.
-                if copies.contains_key(w.task.id()) {
+                if copies.contains_key(&id) {
                     to_write.push(w.task);
                 }
-                outcomes.push(Ok(PutOutcome::Written));
-            } else if current_hash != w.expected {
-                outcomes.push(Ok(PutOutcome::Conflict));
+                outcomes.insert(id, Ok(PutOutcome::Written(written)));
+            } else if current != w.expected {
+                outcomes.insert(id, Ok(PutOutcome::Conflict));
             } else {
                 to_write.push(w.task);
-                outcomes.push(Ok(PutOutcome::Written));
+                outcomes.insert(id, Ok(PutOutcome::Written(written)));
             }
         }
         self.tasks
@@ -354,22 +369,27 @@ impl Store for FsStore {
         }
     }
 
-    async fn list(&self) -> Result<Inventory, DriverError> {
-        self.blocking(Inner::list).await
+    async fn list(&self) -> Result<StoreInventory, DriverError> {
+        let inventory = self.blocking(Inner::list).await?;
+        Ok(StoreInventory {
+            entries: inventory
+                .hashes
+                .into_iter()
+                .map(|(id, hash)| {
+                    let version = Version::of_hash(&hash);
+                    (id, Entry { hash, version })
+                })
+                .collect(),
+            problems: inventory.problems,
+        })
     }
 
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         let ids = ids.to_vec();
         self.blocking(move |inner| inner.get(&ids)).await
     }
 
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
         self.blocking(move |inner| inner.put(writes)).await
     }
 

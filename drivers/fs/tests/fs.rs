@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use hypertask_core::{
-    merge_tasks, Change, Driver, ErrorKind, Listing, Registry, Store, StoreDriver, Task, TaskId,
-    Write,
+    merge_tasks, Batch, Change, Driver, ErrorKind, Listing, Registry, Store, StoreDriver, Task,
+    TaskId, Write,
 };
 use hypertask_driver_fs::{FsConfig, FsStore};
 use serde_json::json;
@@ -37,13 +37,13 @@ fn files(dir: &Path) -> Vec<String> {
 
 async fn create(s: &FsStore, t: &Task) {
     let out = s
-        .put(vec![Write {
-            expected: None,
-            task: t.clone(),
-        }])
+        .put(vec![Write::new(t.clone(), None)])
         .await
         .unwrap();
-    assert!(matches!(out[0], Ok(hypertask_core::PutOutcome::Written)));
+    assert!(matches!(
+        out[t.id()],
+        Ok(hypertask_core::PutOutcome::Written(_))
+    ));
 }
 
 #[tokio::test]
@@ -68,7 +68,7 @@ async fn corrupt_and_misnamed_files_are_reported_and_never_overwritten() {
 
     let inv = s.list().await.unwrap();
     assert_eq!(
-        inv.hashes.keys().map(TaskId::as_str).collect::<Vec<_>>(),
+        inv.entries.keys().map(TaskId::as_str).collect::<Vec<_>>(),
         ["good"]
     );
     let mut problems: Vec<(String, String)> = inv
@@ -86,19 +86,22 @@ async fn corrupt_and_misnamed_files_are_reported_and_never_overwritten() {
     // A write onto either fails alone; the good task in the same batch is written.
     let driver = StoreDriver::new(s.clone());
     let answers = driver
-        .resolve(vec![
+        .resolve(Batch::from([
             (TaskId::new("broken").unwrap(), Some(task("broken", "new"))),
             (TaskId::new("named").unwrap(), Some(task("named", "new"))),
             (TaskId::new("fresh").unwrap(), Some(task("fresh", "new"))),
-        ])
+        ]))
         .await
         .unwrap();
     assert_eq!(
-        answers[0].1.as_ref().unwrap_err().kind(),
+        answers[&TaskId::new("broken").unwrap()]
+            .as_ref()
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidData
     );
-    assert!(answers[1].1.is_err());
-    assert!(answers[2].1.is_ok());
+    assert!(answers[&TaskId::new("named").unwrap()].is_err());
+    assert!(answers[&TaskId::new("fresh").unwrap()].is_ok());
     assert_eq!(
         fs::read(shared.join("broken.json")).unwrap(),
         b"{\"id\": \"broken\", \"due\": "
@@ -154,10 +157,13 @@ async fn conflicted_copies_are_merged_in_then_removed() {
     assert!(inv.problems.is_empty());
     assert_eq!(inv.hashes[&TaskId::new("abc").unwrap()], expected.hash());
     let read = driver
-        .resolve(vec![(TaskId::new("abc").unwrap(), None)])
+        .resolve(Batch::from([(TaskId::new("abc").unwrap(), None)]))
         .await
         .unwrap();
-    assert_eq!(read[0].1.as_ref().unwrap().as_ref(), Some(&expected));
+    assert_eq!(
+        read[&TaskId::new("abc").unwrap()].as_ref().unwrap().as_ref(),
+        Some(&expected)
+    );
     assert!(shared.join(dropbox).exists());
 
     // Ending the sync folds the copy into the task file and removes it.
@@ -184,10 +190,10 @@ async fn conflicted_copies_are_merged_in_then_removed() {
         )
         .unwrap();
     let out = driver
-        .resolve(vec![(local.id().clone(), Some(local.clone()))])
+        .resolve(Batch::from([(local.id().clone(), Some(local.clone()))]))
         .await
         .unwrap();
-    let stored = out[0].1.as_ref().unwrap().clone().unwrap();
+    let stored = out[local.id()].as_ref().unwrap().clone().unwrap();
     assert_eq!(stored.tags(), ["home", "later"]);
     assert!(stored.get("due").is_some());
     assert!(!shared.join(copy2).exists());
@@ -209,10 +215,7 @@ async fn a_missing_directory_is_reported_unless_create_is_set() {
     let health = s.check().await.unwrap();
     assert!(!health.ok);
     let put = s
-        .put(vec![Write {
-            expected: None,
-            task: task("abc", "x"),
-        }])
+        .put(vec![Write::new(task("abc", "x"), None)])
         .await;
     assert!(put.is_err());
     assert!(
@@ -221,11 +224,11 @@ async fn a_missing_directory_is_reported_unless_create_is_set() {
     );
 
     let s = store(&shared, &tmp.path().join("data"), true);
-    assert!(s.list().await.unwrap().hashes.is_empty());
+    assert!(s.list().await.unwrap().entries.is_empty());
     assert!(s.check().await.unwrap().ok);
     assert!(!shared.exists(), "reading does not create the directory");
     create(&s, &task("abc", "x")).await;
-    assert_eq!(s.list().await.unwrap().hashes.len(), 1);
+    assert_eq!(s.list().await.unwrap().entries.len(), 1);
 }
 
 #[tokio::test]
@@ -247,12 +250,7 @@ async fn the_registry_builds_it_and_rejects_unknown_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let mut registry = Registry::new();
     hypertask_driver_fs::register(&mut registry);
-    let spec = |options| hypertask_core::DriverSpec {
-        name: "box".into(),
-        kind: "fs".into(),
-        options,
-        data_dir: tmp.path().to_owned(),
-    };
+    let spec = |options| hypertask_core::DriverSpec::new("box", "fs", options, tmp.path());
     let d = registry
         .build(&spec(json!({"path": tmp.path().join("s"), "create": true})))
         .unwrap();
