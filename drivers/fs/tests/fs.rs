@@ -36,10 +36,7 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 async fn create(s: &FsStore, t: &Task) {
-    let out = s
-        .put(vec![Write::new(t.clone(), None)])
-        .await
-        .unwrap();
+    let out = s.put(vec![Write::new(t.clone(), None)]).await.unwrap();
     assert!(matches!(
         out[t.id()],
         Ok(hypertask_core::PutOutcome::Written(_))
@@ -161,7 +158,10 @@ async fn conflicted_copies_are_merged_in_then_removed() {
         .await
         .unwrap();
     assert_eq!(
-        read[&TaskId::new("abc").unwrap()].as_ref().unwrap().as_ref(),
+        read[&TaskId::new("abc").unwrap()]
+            .as_ref()
+            .unwrap()
+            .as_ref(),
         Some(&expected)
     );
     assert!(shared.join(dropbox).exists());
@@ -214,9 +214,7 @@ async fn a_missing_directory_is_reported_unless_create_is_set() {
     assert!(e.to_string().contains("create = true"), "{e}");
     let health = s.check().await.unwrap();
     assert!(!health.ok);
-    let put = s
-        .put(vec![Write::new(task("abc", "x"), None)])
-        .await;
+    let put = s.put(vec![Write::new(task("abc", "x"), None)]).await;
     assert!(put.is_err());
     assert!(
         !shared.exists(),

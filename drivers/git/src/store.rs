@@ -1,11 +1,12 @@
 //! The git [`Store`]: task files in a working clone, committed and pushed.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hypertask_core::{
-    async_trait, Capabilities, DriverError, DriverInfo, ErrorKind, Health, Inventory, Problem,
-    PutOutcome, Store, Task, TaskId, Write,
+    async_trait, Access, Capabilities, DriverError, DriverInfo, Entry, ErrorKind, Gets, Health,
+    Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
 use crate::clone::{task_rel_path, Session, WorkingClone};
@@ -26,6 +27,8 @@ use crate::KIND;
 #[derive(Debug, Clone)]
 pub struct GitStore {
     clone: Arc<WorkingClone>,
+    /// The current sync only reads: nothing is fetched into refs, committed or pushed.
+    read_only: Arc<AtomicBool>,
 }
 
 impl GitStore {
@@ -35,6 +38,7 @@ impl GitStore {
         let settings = config.settle(name, data_dir)?;
         Ok(GitStore {
             clone: Arc::new(WorkingClone::new(name.to_owned(), settings)),
+            read_only: Arc::default(),
         })
     }
 
@@ -75,12 +79,23 @@ impl Store for GitStore {
         }
     }
 
-    async fn list(&self) -> Result<Inventory, DriverError> {
-        self.run(|session, clone| {
-            // Task files written but not committed (a sync killed between its write and its
-            // commit, or a hand edit) are what the working tree lists, so they must reach the
-            // branch and the remote now: no later step would notice them.
-            session.commit(&[])?;
+    async fn begin(&self, access: Access) -> Result<(), DriverError> {
+        self.read_only
+            .store(access == Access::Read, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<StoreInventory, DriverError> {
+        let read_only = self.read_only.load(Ordering::SeqCst);
+        self.run(move |session, clone| {
+            if !read_only {
+                // Task files written but not committed (a sync killed between its write and
+                // its commit, or a hand edit) are what the working tree lists, so they must
+                // reach the branch and the remote now: no later step would notice them.
+                session.commit(&[])?;
+            }
+            // TODO(git owner): a read-only sync should read the fetched tree without moving
+            // local refs; for now it integrates the remote like a writing sync (never pushes).
             session.refresh()?;
             let scan = clone
                 .tasks
@@ -94,58 +109,73 @@ impl Store for GitStore {
                     id: p.id,
                 })
                 .collect();
-            Ok(Inventory {
-                hashes: scan.hashes,
+            Ok(StoreInventory {
+                entries: scan
+                    .hashes
+                    .into_iter()
+                    .map(|(id, hash)| {
+                        let version = Version::of_hash(&hash);
+                        (id, Entry { hash, version })
+                    })
+                    .collect(),
                 problems,
             })
         })
         .await
     }
 
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         let ids = ids.to_vec();
         self.run(move |session, clone| {
             session.refresh()?;
             Ok(ids
                 .iter()
                 .map(|id| {
-                    clone
+                    let state = clone
                         .tasks
                         .read(id)
                         .map_err(|e| error::file(&clone.name, e))
+                        .map(|t| {
+                            t.map(|task| Stored {
+                                version: Version::of_hash(&task.hash()),
+                                task,
+                            })
+                        });
+                    (id.clone(), state)
                 })
                 .collect())
         })
         .await
     }
 
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
+        if self.read_only.load(Ordering::SeqCst) {
+            return Err(DriverError::new(
+                &self.clone.name,
+                ErrorKind::InvalidRequest,
+                "a read-only sync tried to write",
+            ));
+        }
         self.run(move |session, clone| {
-            let mut outcomes = Vec::with_capacity(writes.len());
+            let mut outcomes = Puts::new();
             let mut batch: Vec<Task> = Vec::new();
             for w in writes {
-                let current = match clone.tasks.read(w.task.id()) {
-                    Ok(c) => c.map(|t| t.hash()),
+                let id = w.task.id().clone();
+                let current = match clone.tasks.read(&id) {
+                    Ok(c) => c.map(|t| Version::of_hash(&t.hash())),
                     Err(e) => {
-                        outcomes.push(Err(error::file(&clone.name, e)));
+                        outcomes.insert(id, Err(error::file(&clone.name, e)));
                         continue;
                     }
                 };
-                if current.as_ref() == Some(&w.task.hash()) {
-                    outcomes.push(Ok(PutOutcome::Written));
-                } else if current != w.expected
-                    || batch.iter().any(|t: &Task| t.id() == w.task.id())
-                {
-                    outcomes.push(Ok(PutOutcome::Conflict));
+                let written = Version::of_hash(&w.hash);
+                if current.as_ref() == Some(&written) {
+                    outcomes.insert(id, Ok(PutOutcome::Written(written)));
+                } else if current != w.expected {
+                    outcomes.insert(id, Ok(PutOutcome::Conflict));
                 } else {
                     batch.push(w.task);
-                    outcomes.push(Ok(PutOutcome::Written));
+                    outcomes.insert(id, Ok(PutOutcome::Written(written)));
                 }
             }
             if batch.is_empty() {
@@ -164,6 +194,9 @@ impl Store for GitStore {
     }
 
     async fn finish(&self) -> Result<(), DriverError> {
+        if self.read_only.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         self.run(|session, _| {
             session.commit(&[])?;
             session.push()

@@ -1,10 +1,9 @@
-//! The core conformance suite against two clones of one fresh bare remote.
+//! The core conformance suite against clones of one fresh bare remote.
 
 mod common;
 
-use std::sync::Arc;
-
-use hypertask_core::{async_trait, conformance::Harness, Driver};
+use hypertask_core::async_trait;
+use hypertask_core::conformance::{Harness, Upstream};
 
 #[derive(Default)]
 struct GitHarness {
@@ -13,13 +12,13 @@ struct GitHarness {
 
 #[async_trait]
 impl Harness for GitHarness {
-    async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
+    async fn upstream(&self) -> Box<dyn Upstream> {
         let dir = self.dirs.fresh();
         let remote = common::bare(&dir, "remote.git");
-        (
-            common::client(&dir, "a", &remote),
-            common::client(&dir, "b", &remote),
-        )
+        Box::new(common::RemoteUpstream::new(
+            dir,
+            remote.display().to_string(),
+        ))
     }
 }
 

@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use chrono::Utc;
-use common::{bare, driver, git, ref_of, Daemon, Dirs};
-use hypertask_core::{
-    async_trait, conformance::Harness, Change, Driver, PutOutcome, Store, Task, TaskId, Write,
-};
+use common::{bare, git, ref_of, Daemon, Dirs};
+use hypertask_core::conformance::{Harness, Upstream};
+use hypertask_core::{async_trait, Change, PutOutcome, Store, Task, TaskId, Version, Write};
 use hypertask_driver_git::{GitConfig, GitStore};
 use serde_json::json;
 
@@ -21,17 +20,14 @@ struct DaemonHarness {
 
 #[async_trait]
 impl Harness for DaemonHarness {
-    async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
+    async fn upstream(&self) -> Box<dyn Upstream> {
         let dir = self.dirs.fresh();
         let served = dir.join("served");
         bare(&served, "remote.git");
         let daemon = Daemon::start(&served);
         let url = daemon.url("remote.git");
         self.daemons.lock().unwrap().push(daemon);
-        (
-            driver("a", json!({"path": dir.join("a"), "remote": url}), &dir),
-            driver("b", json!({"path": dir.join("b"), "remote": url}), &dir),
-        )
+        Box::new(common::RemoteUpstream::new(dir, url))
     }
 }
 
@@ -64,25 +60,22 @@ async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
         "t1",
         json!({"description": "base", "updated_at": "2026-01-01T00:00:00Z"}),
     );
-    a.put(vec![Write {
-        expected: None,
-        task: base.clone(),
-    }])
-    .await
-    .unwrap();
+    a.put(vec![Write::new(base.clone(), None)]).await.unwrap();
     let seen = b
         .get(std::slice::from_ref(&id))
         .await
         .unwrap()
-        .remove(0)
+        .remove(&id)
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .task;
     let mut ea = base.clone();
     ea.edit(&[Change::AddTag("a".into())], Utc::now()).unwrap();
-    a.put(vec![Write {
-        expected: Some(base.hash()),
-        task: ea.clone(),
-    }])
+    a.put(vec![Write::new(
+        ea.clone(),
+        Some(Version::of_hash(&base.hash())),
+    )])
     .await
     .unwrap();
     let a_tip = ref_of(&remote, "main").unwrap();
@@ -90,13 +83,13 @@ async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
     let mut eb = seen.clone();
     eb.edit(&[Change::AddTag("b".into())], Utc::now()).unwrap();
     let out = b
-        .put(vec![Write {
-            expected: Some(seen.hash()),
-            task: eb.clone(),
-        }])
+        .put(vec![Write::new(
+            eb.clone(),
+            Some(Version::of_hash(&seen.hash())),
+        )])
         .await
         .unwrap();
-    assert_eq!(out[0].as_ref().unwrap(), &PutOutcome::Written);
+    assert!(matches!(out[&id], Ok(PutOutcome::Written(_))), "{out:?}");
 
     let parents = git(&remote, &["rev-list", "--parents", "-n", "1", "main"]);
     let parents: Vec<&str> = parents.split_whitespace().skip(1).collect();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use common::{bare, client, driver, git, ref_of};
 use hypertask_core::{
-    Change, Driver, Engine, ErrorKind, Listing, PutOutcome, Replica, Store, SyncOptions,
-    SyncReport, Task, TaskId, Write, DEFAULT_LOCK_TIMEOUT,
+    Batch, Change, Checked, Driver, Engine, ErrorKind, Listing, PutOutcome, Replica, Store,
+    SyncOptions, SyncReport, Task, TaskId, Version, Write, DEFAULT_LOCK_TIMEOUT,
 };
 use hypertask_driver_git::{GitConfig, GitStore};
 use serde_json::json;
@@ -39,7 +39,7 @@ fn local(data: &Path, id: &str) -> Option<Task> {
 /// One `hypertask sync` of data dir `data` with `driver`.
 async fn sync(data: &Path, driver: Arc<dyn Driver>) -> SyncReport {
     let replica = Replica::open(data).unwrap();
-    Engine::new(replica, vec![driver], SyncOptions::default())
+    Engine::new(replica, vec![Checked::new(driver)], SyncOptions::default())
         .sync()
         .await
         .expect("the cache syncs")
@@ -158,33 +158,29 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
         "t1",
         json!({"description": "base", "updated_at": "2026-01-01T00:00:00Z"}),
     );
-    assert_eq!(
-        a.put(vec![Write {
-            expected: None,
-            task: base.clone()
-        }])
-        .await
-        .unwrap()[0]
-            .as_ref()
-            .unwrap(),
-        &PutOutcome::Written
+    let out = a.put(vec![Write::new(base.clone(), None)]).await.unwrap();
+    assert!(
+        matches!(out[&tid("t1")], Ok(PutOutcome::Written(_))),
+        "{out:?}"
     );
     // b reads the task (fetching it) …
     let seen = b
         .get(&[tid("t1")])
         .await
         .unwrap()
-        .remove(0)
+        .remove(&tid("t1"))
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .task;
     assert_eq!(seen, base);
     // … a pushes an edit meanwhile …
     let mut ea = base.clone();
     ea.edit(&[Change::AddTag("a".into())], Utc::now()).unwrap();
-    a.put(vec![Write {
-        expected: Some(base.hash()),
-        task: ea.clone(),
-    }])
+    a.put(vec![Write::new(
+        ea.clone(),
+        Some(Version::of_hash(&base.hash())),
+    )])
     .await
     .unwrap();
     let a_tip = ref_of(&remote, "main").unwrap();
@@ -197,13 +193,16 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
     )
     .unwrap();
     let out = b
-        .put(vec![Write {
-            expected: Some(seen.hash()),
-            task: eb.clone(),
-        }])
+        .put(vec![Write::new(
+            eb.clone(),
+            Some(Version::of_hash(&seen.hash())),
+        )])
         .await
         .unwrap();
-    assert_eq!(out[0].as_ref().unwrap(), &PutOutcome::Written);
+    assert!(
+        matches!(out[&tid("t1")], Ok(PutOutcome::Written(_))),
+        "{out:?}"
+    );
 
     let tip = ref_of(&remote, "main").unwrap();
     let parents = git(&remote, &["rev-list", "--parents", "-n", "1", "main"]);
@@ -227,9 +226,11 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
         .get(&[tid("t1")])
         .await
         .unwrap()
-        .remove(0)
+        .remove(&tid("t1"))
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .task;
     assert_eq!(got, merged);
 }
 
@@ -241,26 +242,16 @@ async fn first_pushes_to_an_empty_remote_race_and_both_land() {
     let a = store(dir, "a", &remote);
     let b = store(dir, "b", &remote);
     // Both look at the empty remote, then both write: two unrelated root commits.
-    assert!(a.list().await.unwrap().hashes.is_empty());
-    assert!(b.list().await.unwrap().hashes.is_empty());
+    assert!(a.list().await.unwrap().entries.is_empty());
+    assert!(b.list().await.unwrap().entries.is_empty());
     let ta = task("froma", json!({"description": "a"}));
     let tb = task("fromb", json!({"description": "b"}));
-    a.put(vec![Write {
-        expected: None,
-        task: ta.clone(),
-    }])
-    .await
-    .unwrap();
-    b.put(vec![Write {
-        expected: None,
-        task: tb.clone(),
-    }])
-    .await
-    .unwrap();
+    a.put(vec![Write::new(ta.clone(), None)]).await.unwrap();
+    b.put(vec![Write::new(tb.clone(), None)]).await.unwrap();
     let inv = a.list().await.unwrap();
-    assert_eq!(inv.hashes.get(ta.id()), Some(&ta.hash()));
-    assert_eq!(inv.hashes.get(tb.id()), Some(&tb.hash()));
-    assert_eq!(b.list().await.unwrap().hashes, inv.hashes);
+    assert_eq!(inv.entries.get(ta.id()).map(|e| &e.hash), Some(&ta.hash()));
+    assert_eq!(inv.entries.get(tb.id()).map(|e| &e.hash), Some(&tb.hash()));
+    assert_eq!(b.list().await.unwrap().entries, inv.entries);
     // `git clone` of the remote checks out the branch with both tasks.
     let hand = dir.join("hand");
     git(
@@ -517,10 +508,10 @@ async fn an_uncommitted_edit_in_the_clone_survives_a_pull_and_is_committed() {
         json!({"description": "base", "updated_at": "2026-01-01T00:00:00Z"}),
     );
     let (a, b) = (client(dir, "a", &remote), client(dir, "b", &remote));
-    a.resolve(vec![(tid("t1"), Some(base.clone()))])
+    a.resolve(Batch::from([(tid("t1"), Some(base.clone()))]))
         .await
         .unwrap();
-    b.resolve(vec![(tid("t1"), None)]).await.unwrap();
+    b.resolve(Batch::from([(tid("t1"), None)])).await.unwrap();
     // Someone edits t1 in b's working tree without committing; a pushes another edit.
     let mut hand = base.clone();
     hand.edit(&[Change::AddTag("hand".into())], Utc::now())
@@ -528,16 +519,16 @@ async fn an_uncommitted_edit_in_the_clone_survives_a_pull_and_is_committed() {
     std::fs::write(dir.join("b/tasks/t1.json"), hand.to_pretty_json()).unwrap();
     let mut ea = base.clone();
     ea.edit(&[Change::AddTag("a".into())], Utc::now()).unwrap();
-    a.resolve(vec![(tid("t1"), Some(ea.clone()))])
+    a.resolve(Batch::from([(tid("t1"), Some(ea.clone()))]))
         .await
         .unwrap();
     // b's next read pulls a's edit in without losing the uncommitted one.
     let got = b
-        .resolve(vec![(tid("t1"), None)])
+        .resolve(Batch::from([(tid("t1"), None)]))
         .await
         .unwrap()
-        .remove(0)
-        .1
+        .remove(&tid("t1"))
+        .unwrap()
         .unwrap()
         .unwrap();
     assert!(
@@ -557,7 +548,9 @@ async fn without_a_remote_tasks_are_committed_locally() {
     let dir = tmp.path();
     let d = driver("solo", json!({"path": dir.join("solo")}), dir);
     let t = task("t1", json!({"description": "local only"}));
-    d.resolve(vec![(tid("t1"), Some(t.clone()))]).await.unwrap();
+    d.resolve(Batch::from([(tid("t1"), Some(t.clone()))]))
+        .await
+        .unwrap();
     d.finish().await.unwrap();
     let repo = dir.join("solo");
     assert_eq!(commit_count(&repo, "main"), 1);
@@ -565,7 +558,9 @@ async fn without_a_remote_tasks_are_committed_locally() {
     assert!(!d.info().capabilities.remote);
     assert!(d.check().await.unwrap().ok);
     // A second identical resolve and finish commit nothing.
-    d.resolve(vec![(tid("t1"), Some(t.clone()))]).await.unwrap();
+    d.resolve(Batch::from([(tid("t1"), Some(t.clone()))]))
+        .await
+        .unwrap();
     d.finish().await.unwrap();
     assert_eq!(commit_count(&repo, "main"), 1);
 }
@@ -617,12 +612,12 @@ async fn bad_locations_are_clear_errors_and_nothing_is_touched() {
     let mut registry = hypertask_core::Registry::new();
     hypertask_driver_git::register(&mut registry);
     let e = registry
-        .build(&hypertask_core::DriverSpec {
-            name: "repo".into(),
-            kind: "git".into(),
-            options: json!({"path": "/tmp/x", "remtoe": "/tmp/y"}),
-            data_dir: dir.to_owned(),
-        })
+        .build(&hypertask_core::DriverSpec::new(
+            "repo",
+            "git",
+            json!({"path": "/tmp/x", "remtoe": "/tmp/y"}),
+            dir,
+        ))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(
@@ -639,7 +634,9 @@ async fn a_file_url_remote_works_and_the_clone_is_created_from_it() {
     let url = format!("file://{}", remote.display());
     let a = driver("a", json!({"path": dir.join("a"), "remote": url}), dir);
     let t = task("t1", json!({"description": "over file://"}));
-    a.resolve(vec![(tid("t1"), Some(t.clone()))]).await.unwrap();
+    a.resolve(Batch::from([(tid("t1"), Some(t.clone()))]))
+        .await
+        .unwrap();
     // A fresh clone path is created and filled from the remote on first use.
     let b = driver(
         "b",
@@ -665,7 +662,9 @@ async fn create_remote_makes_a_missing_local_bare_remote() {
     let a = driver("a", opts, dir);
     assert!(a.check().await.unwrap().ok);
     let t = task("t1", json!({"description": "first"}));
-    a.resolve(vec![(tid("t1"), Some(t.clone()))]).await.unwrap();
+    a.resolve(Batch::from([(tid("t1"), Some(t.clone()))]))
+        .await
+        .unwrap();
     assert_eq!(
         git(&remote, &["rev-parse", "--is-bare-repository"]).trim(),
         "true"
@@ -675,12 +674,12 @@ async fn create_remote_makes_a_missing_local_bare_remote() {
     let mut registry = hypertask_core::Registry::new();
     hypertask_driver_git::register(&mut registry);
     let e = registry
-        .build(&hypertask_core::DriverSpec {
-            name: "net".into(),
-            kind: "git".into(),
-            options: json!({"remote": "git@example.org:me/t.git", "create_remote": true}),
-            data_dir: dir.to_owned(),
-        })
+        .build(&hypertask_core::DriverSpec::new(
+            "net",
+            "git",
+            json!({"remote": "git@example.org:me/t.git", "create_remote": true}),
+            dir,
+        ))
         .unwrap_err();
     assert!(e.to_string().contains("create_remote"), "{e}");
 }

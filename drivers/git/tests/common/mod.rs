@@ -62,14 +62,11 @@ pub fn ref_of(repo: &Path, refname: &str) -> Option<String> {
 pub fn driver(name: &str, options: serde_json::Value, data_dir: &Path) -> Arc<dyn Driver> {
     let mut registry = Registry::new();
     hypertask_driver_git::register(&mut registry);
-    registry
-        .build(&DriverSpec {
-            name: name.into(),
-            kind: "git".into(),
-            options,
-            data_dir: data_dir.to_owned(),
-        })
-        .expect("git driver builds")
+    Arc::new(
+        registry
+            .build(&DriverSpec::new(name, "git", options, data_dir))
+            .expect("git driver builds"),
+    )
 }
 
 /// A clone at `dir/<name>` of `remote`.
@@ -139,5 +136,64 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One remote for the conformance suite: each client is a clone of its own, and raw entries
+/// are planted by a hand clone that commits and pushes them.
+pub struct RemoteUpstream {
+    pub dir: PathBuf,
+    pub url: String,
+    clients: std::sync::atomic::AtomicUsize,
+}
+
+impl RemoteUpstream {
+    pub fn new(dir: PathBuf, url: String) -> RemoteUpstream {
+        RemoteUpstream {
+            dir,
+            url,
+            clients: Default::default(),
+        }
+    }
+
+    fn next_name(&self) -> String {
+        let n = self
+            .clients
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("client{n}")
+    }
+}
+
+#[hypertask_core::async_trait]
+impl hypertask_core::conformance::Upstream for RemoteUpstream {
+    async fn client(&self) -> Arc<dyn Driver> {
+        let name = self.next_name();
+        let opts = serde_json::json!({"path": self.dir.join(&name), "remote": self.url});
+        driver(&name, opts, &self.dir)
+    }
+
+    async fn store(&self) -> Option<Arc<dyn hypertask_core::Store>> {
+        let name = self.next_name();
+        let config: hypertask_driver_git::GitConfig = serde_json::from_value(
+            serde_json::json!({"path": self.dir.join(&name), "remote": self.url}),
+        )
+        .unwrap();
+        Some(Arc::new(
+            hypertask_driver_git::GitStore::new(&name, &config, &self.dir).unwrap(),
+        ))
+    }
+
+    async fn plant(&self, id: &hypertask_core::TaskId, raw: &[u8]) -> bool {
+        let hand = self.dir.join(self.next_name());
+        git(
+            &self.dir,
+            &["clone", "--quiet", &self.url, hand.to_str().unwrap()],
+        );
+        std::fs::create_dir_all(hand.join("tasks")).unwrap();
+        std::fs::write(hand.join(format!("tasks/{id}.json")), raw).unwrap();
+        git(&hand, &["add", "-A"]);
+        git(&hand, &["commit", "--quiet", "-m", "plant a raw entry"]);
+        git(&hand, &["push", "--quiet", "origin", "HEAD:main"]);
+        true
     }
 }
