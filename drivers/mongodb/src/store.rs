@@ -2,13 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use hypertask_core::{
-    async_trait, Capabilities, ContentHash, DriverError, DriverInfo, ErrorKind, Health, Inventory,
-    Problem, PutOutcome, Store, Task, TaskId, Write,
+    async_trait, Capabilities, ContentHash, DriverError, DriverInfo, Entry, ErrorKind, Gets,
+    Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, TaskId, Version, Write,
 };
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::InsertManyError;
@@ -34,10 +33,6 @@ pub struct MongoStore {
     name: String,
     config: MongoConfig,
     client: OnceCell<Client>,
-    /// Tasks whose stored `hash` field is missing or stale (a document written by another
-    /// client): the computed hash `get` answered, and the field value a compare-and-swap must
-    /// match instead.
-    aliases: Mutex<HashMap<TaskId, (ContentHash, Bson)>>,
 }
 
 impl fmt::Debug for MongoStore {
@@ -70,7 +65,6 @@ impl MongoStore {
             name,
             config,
             client: OnceCell::new(),
-            aliases: Mutex::new(HashMap::new()),
         })
     }
 
@@ -135,34 +129,13 @@ impl MongoStore {
         )
     }
 
-    /// The `hash` field value a write expecting `expected` must find.
-    fn stored_hash(&self, id: &TaskId, expected: &ContentHash) -> Bson {
-        let aliases = self.aliases.lock().expect("alias map poisoned");
-        match aliases.get(id) {
-            Some((computed, stored)) if computed == expected => stored.clone(),
-            _ => Bson::String(expected.as_str().to_owned()),
-        }
-    }
-
-    fn set_alias(&self, id: &TaskId, computed: ContentHash, stored: Option<&Bson>) {
-        let mut aliases = self.aliases.lock().expect("alias map poisoned");
-        match stored {
-            Some(Bson::String(s)) if s == computed.as_str() => {
-                aliases.remove(id);
-            }
-            other => {
-                aliases.insert(id.clone(), (computed, other.cloned().unwrap_or(Bson::Null)));
-            }
-        }
-    }
-
     async fn put_one(
         &self,
         coll: &Collection<Document>,
         write: Write,
     ) -> Result<PutOutcome, DriverError> {
         let id = write.task.id().clone();
-        let new_hash = write.task.hash();
+        let new_hash = write.hash.clone();
         let doc = to_document(&write.task).map_err(|m| {
             DriverError::new(
                 &self.name,
@@ -177,35 +150,57 @@ impl MongoStore {
             None => {
                 let filter = doc! { "_id": id.as_str(), HASH_FIELD: new_hash.as_str() };
                 match coll.replace_one(filter, doc).upsert(true).await {
-                    Ok(_) => PutOutcome::Written,
+                    Ok(_) => PutOutcome::Written(Version::of_hash(&new_hash)),
                     Err(e) if is_duplicate_key(&e) => PutOutcome::Conflict,
                     Err(e) => return Err(convert(&self.name, &what, e)),
                 }
             }
-            // Replace only what was read (or an equal document, which changes nothing).
+            // Replace only the version that was read (or an equal document, which changes
+            // nothing).
             Some(expected) => {
-                let stored = self.stored_hash(&id, expected);
                 let filter = doc! {
                     "_id": id.as_str(),
-                    HASH_FIELD: { "$in": [stored, new_hash.as_str()] },
+                    "$or": [cas_filter(expected), { HASH_FIELD: new_hash.as_str() }],
                 };
                 let result = coll
                     .replace_one(filter, doc)
                     .await
                     .map_err(|e| convert(&self.name, &what, e))?;
                 if result.matched_count == 1 {
-                    PutOutcome::Written
+                    PutOutcome::Written(Version::of_hash(&new_hash))
                 } else {
                     PutOutcome::Conflict
                 }
             }
         };
-        if outcome == PutOutcome::Written {
-            self.aliases.lock().expect("alias map poisoned").remove(&id);
-        }
         Ok(outcome)
     }
 }
+
+/// The version of a document: its stored `hash` field as written, so a compare-and-swap can
+/// match it exactly even when another client wrote it without a hash (or with another one).
+fn version_of(stored: Option<&Bson>) -> Version {
+    match stored {
+        Some(Bson::String(s)) => Version::new(s.as_str()),
+        None => Version::new(ABSENT),
+        Some(_) => Version::new(NOT_A_STRING),
+    }
+}
+
+/// The filter matching documents whose version is `version`. Once hypertask writes a
+/// document its `hash` is a string, so the two special versions match at most until then.
+fn cas_filter(version: &Version) -> Document {
+    match version.as_str() {
+        ABSENT => doc! { HASH_FIELD: { "$exists": false } },
+        NOT_A_STRING => doc! { HASH_FIELD: { "$exists": true, "$not": { "$type": "string" } } },
+        v => doc! { HASH_FIELD: v },
+    }
+}
+
+/// The version of a document without a `hash` field.
+const ABSENT: &str = "absent";
+/// The version of a document whose `hash` field is not a string.
+const NOT_A_STRING: &str = "not-a-string";
 
 #[async_trait]
 impl Store for MongoStore {
@@ -222,7 +217,7 @@ impl Store for MongoStore {
         }
     }
 
-    async fn list(&self) -> Result<Inventory, DriverError> {
+    async fn list(&self) -> Result<StoreInventory, DriverError> {
         let coll = self.collection().await?;
         let what = self.doing("listing task hashes");
         let mut cursor = coll
@@ -230,7 +225,7 @@ impl Store for MongoStore {
             .projection(doc! { "_id": 1, HASH_FIELD: 1 })
             .await
             .map_err(|e| convert(&self.name, &what, e))?;
-        let mut inventory = Inventory::default();
+        let mut inventory = StoreInventory::default();
         let mut unhashed = Vec::new();
         while let Some(doc) = cursor
             .try_next()
@@ -255,21 +250,24 @@ impl Store for MongoStore {
             };
             match doc.get_str(HASH_FIELD).ok().and_then(ContentHash::parse) {
                 Some(hash) => {
-                    inventory.hashes.insert(id, hash);
+                    let version = Version::of_hash(&hash);
+                    inventory.entries.insert(id, Entry { hash, version });
                 }
                 // Written by another client without a hash: read it whole and hash it.
                 None => unhashed.push(id),
             }
         }
         for chunk in unhashed.chunks(MAX_BATCH) {
-            for (id, got) in chunk.iter().zip(self.get(chunk).await?) {
+            for (id, got) in self.get(chunk).await? {
                 match got {
-                    Ok(Some(task)) => {
-                        inventory.hashes.insert(id.clone(), task.hash());
+                    Ok(Some(stored)) => {
+                        let hash = stored.task.hash();
+                        let version = stored.version;
+                        inventory.entries.insert(id, Entry { hash, version });
                     }
                     Ok(None) => {}
                     Err(error) => inventory.problems.push(Problem {
-                        id: Some(id.clone()),
+                        id: Some(id),
                         error,
                     }),
                 }
@@ -278,10 +276,7 @@ impl Store for MongoStore {
         Ok(inventory)
     }
 
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         let coll = self.collection().await?;
         let what = self.doing("reading tasks");
         let mut found: HashMap<String, Document> = HashMap::with_capacity(ids.len());
@@ -304,21 +299,21 @@ impl Store for MongoStore {
         Ok(ids
             .iter()
             .map(|id| {
-                let Some(doc) = found.remove(id.as_str()) else {
-                    return Ok(None);
+                let state = match found.remove(id.as_str()) {
+                    None => Ok(None),
+                    Some(doc) => {
+                        let version = version_of(doc.get(HASH_FIELD));
+                        from_document(doc)
+                            .map(|task| Some(Stored { task, version }))
+                            .map_err(|m| self.invalid(id.as_str(), m))
+                    }
                 };
-                let stored = doc.get(HASH_FIELD).cloned();
-                let task = from_document(doc).map_err(|m| self.invalid(id.as_str(), m))?;
-                self.set_alias(id, task.hash(), stored.as_ref());
-                Ok(Some(task))
+                (id.clone(), state)
             })
             .collect())
     }
 
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
         let coll = self.collection().await?;
         let mut outcomes: Vec<Option<Result<PutOutcome, DriverError>>> =
             (0..writes.len()).map(|_| None).collect();
@@ -356,12 +351,14 @@ impl Store for MongoStore {
             };
             for (k, (i, _)) in inserts.iter().enumerate() {
                 if !failed.contains(&k) {
-                    outcomes[*i] = Some(Ok(PutOutcome::Written));
+                    let version = Version::of_hash(&writes[*i].hash);
+                    outcomes[*i] = Some(Ok(PutOutcome::Written(version)));
                 }
             }
         }
         // Replacements (and inserts that clashed) are conditional on the stored hash, each on
         // its own, several at a time.
+        let ids: Vec<TaskId> = writes.iter().map(|w| w.task.id().clone()).collect();
         let rest: Vec<(usize, Write)> = writes
             .into_iter()
             .enumerate()
@@ -378,19 +375,16 @@ impl Store for MongoStore {
         for (i, r) in settled {
             outcomes[i] = Some(r);
         }
-        let outcomes: Vec<Result<PutOutcome, DriverError>> = outcomes
-            .into_iter()
-            .map(|o| o.expect("every write was settled"))
-            .collect();
-        // A server that went away fails the whole batch once, not every task on its own.
-        if let Some(pos) = outcomes
-            .iter()
-            .position(|r| r.as_ref().is_err_and(DriverError::is_retryable))
-        {
-            let mut outcomes = outcomes;
-            return Err(outcomes.swap_remove(pos).expect_err("found an error"));
+        let mut puts = Puts::new();
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            let outcome = outcome.expect("every write was settled");
+            // A server that went away fails the whole batch once, not every task on its own.
+            if outcome.as_ref().is_err_and(DriverError::is_retryable) {
+                return outcome.map(|_| puts);
+            }
+            puts.insert(id, outcome);
         }
-        Ok(outcomes)
+        Ok(puts)
     }
 
     async fn check(&self) -> Result<Health, DriverError> {

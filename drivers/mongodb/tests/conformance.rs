@@ -3,22 +3,17 @@
 
 mod common;
 
-use std::sync::Arc;
+use hypertask_core::async_trait;
+use hypertask_core::conformance::{Harness, Upstream};
 
-use hypertask_core::{async_trait, conformance::Harness, Driver};
-
-/// Each case gets a fresh collection; its two clients are separate driver instances with their
-/// own MongoDB clients, like two machines.
+/// Each case gets a fresh collection; its clients are separate driver instances with their
+/// own MongoDB clients, like separate machines.
 struct Mongo;
 
 #[async_trait]
 impl Harness for Mongo {
-    async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
-        let collection = common::fresh_collection("conformance");
-        (
-            common::driver("db-a", &collection),
-            common::driver("db-b", &collection),
-        )
+    async fn upstream(&self) -> Box<dyn Upstream> {
+        Box::new(common::Collection(common::fresh_collection("conformance")))
     }
 }
 

@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use hypertask_core::{Change, Driver, ErrorKind, Listing, Registry, Store, Task, TaskId};
+use hypertask_core::{
+    Batch, Change, Driver, ErrorKind, Listing, PutOutcome, Registry, Store, Task, TaskId, Version,
+    Write,
+};
 use mongodb::bson::{doc, Bson};
 use serde_json::json;
 
@@ -17,20 +20,22 @@ fn task(v: serde_json::Value) -> Task {
 
 async fn resolve(d: &dyn Driver, t: &Task) -> Task {
     let mut out = d
-        .resolve(vec![(t.id().clone(), Some(t.clone()))])
+        .resolve(Batch::from([(t.id().clone(), Some(t.clone()))]))
         .await
         .expect("resolve");
-    out.pop()
+    out.remove(t.id())
         .unwrap()
-        .1
         .expect("task resolves")
         .expect("a task")
 }
 
 async fn read(d: &dyn Driver, id: &str) -> Option<Task> {
     let id = TaskId::new(id).unwrap();
-    let mut out = d.resolve(vec![(id, None)]).await.expect("resolve");
-    out.pop().unwrap().1.expect("task reads")
+    let mut out = d
+        .resolve(Batch::from([(id.clone(), None)]))
+        .await
+        .expect("resolve");
+    out.remove(&id).unwrap().expect("task reads")
 }
 
 async fn listing(d: &dyn Driver) -> hypertask_core::Inventory {
@@ -122,7 +127,7 @@ async fn sixteen_concurrent_clients_lose_no_edit() {
         let base = base.clone();
         handles.push(tokio::spawn(async move {
             let now = chrono::Utc::now();
-            let batch: Vec<_> = base
+            let batch: Batch = base
                 .into_iter()
                 .enumerate()
                 .map(|(j, mut t)| {
@@ -237,19 +242,21 @@ async fn documents_from_other_clients_are_listed_updated_or_reported() {
     // A corrupt document fails alone and is never overwritten.
     let good = task(json!({"id": "fine1", "description": "ok"}));
     let answers = d
-        .resolve(vec![
+        .resolve(Batch::from([
             (
                 TaskId::new("broken1").unwrap(),
                 Some(task(json!({"id": "broken1"}))),
             ),
             (good.id().clone(), Some(good.clone())),
-        ])
+        ]))
         .await
         .unwrap();
-    let err = answers[0].1.as_ref().unwrap_err();
+    let err = answers[&TaskId::new("broken1").unwrap()]
+        .as_ref()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidData);
     assert!(err.to_string().contains("broken1"), "{err}");
-    assert_eq!(answers[1].1.as_ref().unwrap().as_ref(), Some(&good));
+    assert_eq!(answers[good.id()].as_ref().unwrap().as_ref(), Some(&good));
     let untouched = raw
         .find_one(doc! { "_id": "broken1" })
         .await
@@ -262,73 +269,49 @@ async fn documents_from_other_clients_are_listed_updated_or_reported() {
 /// writing what is already stored is a no-op that succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_compare_and_swap() {
-    use hypertask_core::{PutOutcome, Write};
     let coll = common::fresh_collection("cas");
     let s = common::store("db", &coll);
     let v1 = task(json!({"id": "cas1", "description": "v1"}));
     let v2 = task(json!({"id": "cas1", "description": "v2", "updated_at": "2030-01-01T00:00:00Z"}));
     let put = |w: Write| {
         let s = &s;
-        async move { s.put(vec![w]).await.unwrap().pop().unwrap().unwrap() }
+        async move {
+            let id = w.task.id().clone();
+            s.put(vec![w]).await.unwrap().remove(&id).unwrap().unwrap()
+        }
     };
-    assert_eq!(
-        put(Write {
-            expected: None,
-            task: v1.clone()
-        })
-        .await,
-        PutOutcome::Written
-    );
+    let written = |t: &Task| PutOutcome::Written(Version::of_hash(&t.hash()));
+    assert_eq!(put(Write::new(v1.clone(), None)).await, written(&v1));
     // Insert-if-absent again: the same state is a no-op, another one a conflict.
+    assert_eq!(put(Write::new(v1.clone(), None)).await, written(&v1));
     assert_eq!(
-        put(Write {
-            expected: None,
-            task: v1.clone()
-        })
-        .await,
-        PutOutcome::Written
-    );
-    assert_eq!(
-        put(Write {
-            expected: None,
-            task: v2.clone()
-        })
-        .await,
+        put(Write::new(v2.clone(), None)).await,
         PutOutcome::Conflict
     );
-    // Replace on a stale hash is a conflict.
+    // Replace on a stale version is a conflict.
+    let stale = Some(Version::of_hash(&v2.hash()));
     assert_eq!(
-        put(Write {
-            expected: Some(v2.hash()),
-            task: v2.clone()
-        })
-        .await,
+        put(Write::new(v2.clone(), stale)).await,
         PutOutcome::Conflict
     );
+    let current = Some(Version::of_hash(&v1.hash()));
     assert_eq!(
-        put(Write {
-            expected: Some(v1.hash()),
-            task: v2.clone()
-        })
-        .await,
-        PutOutcome::Written
+        put(Write::new(v2.clone(), current.clone())).await,
+        written(&v2)
     );
     assert_eq!(
-        put(Write {
-            expected: Some(v1.hash()),
-            task: v2.clone()
-        })
-        .await,
-        PutOutcome::Written,
+        put(Write::new(v2.clone(), current)).await,
+        written(&v2),
         "writing the stored state again is a no-op"
     );
     let got = s
         .get(&[v1.id().clone()])
         .await
         .unwrap()
-        .pop()
+        .remove(v1.id())
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .map(|stored| stored.task);
     assert_eq!(got, Some(v2.clone()));
     let docs: Vec<_> = common::raw_collection(&coll)
         .await
@@ -339,6 +322,58 @@ async fn writes_are_compare_and_swap() {
         .await
         .unwrap();
     assert_eq!(docs.len(), 1);
+}
+
+/// A document another application wrote without `hash`, or with a `hash` that is not a
+/// string, has a version of its own that a compare-and-swap matches exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_without_a_string_hash_are_compare_and_swapped_too() {
+    let coll = common::fresh_collection("casforeign");
+    let raw = common::raw_collection(&coll).await;
+    raw.insert_many([
+        doc! { "_id": "nohash", "description": "typed by hand" },
+        doc! { "_id": "numhash", "description": "odd", "hash": 42_i32 },
+    ])
+    .await
+    .unwrap();
+    let s = common::store("db", &coll);
+    for name in ["nohash", "numhash"] {
+        let id = TaskId::new(name).unwrap();
+        let stored = s
+            .get(std::slice::from_ref(&id))
+            .await
+            .unwrap()
+            .remove(&id)
+            .unwrap();
+        let stored = stored.unwrap().unwrap();
+        let mut edited = stored.task.clone();
+        edited
+            .edit(&[Change::AddTag("x".into())], chrono::Utc::now())
+            .unwrap();
+        let bogus = Some(Version::new("0".repeat(64)));
+        let out = s
+            .put(vec![Write::new(edited.clone(), bogus)])
+            .await
+            .unwrap();
+        assert_eq!(out[&id].as_ref().unwrap(), &PutOutcome::Conflict, "{name}");
+        let out = s
+            .put(vec![Write::new(
+                edited.clone(),
+                Some(stored.version.clone()),
+            )])
+            .await
+            .unwrap();
+        assert!(
+            matches!(out[&id], Ok(PutOutcome::Written(_))),
+            "{name}: {out:?}"
+        );
+        // The version it was read at is stale now.
+        let out = s
+            .put(vec![Write::new(stored.task.clone(), Some(stored.version))])
+            .await
+            .unwrap();
+        assert_eq!(out[&id].as_ref().unwrap(), &PutOutcome::Conflict, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +427,7 @@ async fn an_unreachable_server_fails_fast_naming_the_driver() {
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     let t = task(json!({"id": "x1"}));
     let e = d
-        .resolve(vec![(t.id().clone(), Some(t))])
+        .resolve(Batch::from([(t.id().clone(), Some(t))]))
         .await
         .unwrap_err();
     assert_eq!(e.driver(), "office-db");
@@ -443,45 +478,42 @@ fn tag_sets_survive_as_arrays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_inserts_settles_clashes_one_by_one() {
-    use hypertask_core::{PutOutcome, Write};
     let coll = common::fresh_collection("batchins");
     let s = common::store("db", &coll);
     let old = task(json!({"id": "exists1", "description": "stored"}));
     let new = |id: &str| task(json!({"id": id, "description": "new"}));
-    let w = |t: &Task| Write {
-        expected: None,
-        task: t.clone(),
-    };
+    let w = |t: &Task| Write::new(t.clone(), None);
     s.put(vec![w(&old)]).await.unwrap();
     let other = task(
         json!({"id": "exists1", "description": "someone else's", "updated_at": "2030-01-01T00:00:00Z"}),
     );
-    let outcomes: Vec<PutOutcome> = s
-        .put(vec![
-            w(&new("fresh1")),
-            w(&old),
-            w(&other),
-            w(&new("fresh2")),
-        ])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(
-        outcomes,
-        [
-            PutOutcome::Written,
-            PutOutcome::Written,
-            PutOutcome::Conflict,
-            PutOutcome::Written
-        ],
-        "new ids insert together, an equal stored task is a no-op, a different one a conflict"
-    );
-    let got = s
-        .get(&[old.id().clone(), new("fresh2").id().clone()])
+    let outcomes = s
+        .put(vec![w(&new("fresh1")), w(&old), w(&new("fresh2"))])
         .await
         .unwrap();
-    assert_eq!(got[0].as_ref().unwrap().as_ref(), Some(&old));
-    assert_eq!(got[1].as_ref().unwrap().as_ref(), Some(&new("fresh2")));
+    assert!(
+        outcomes
+            .values()
+            .all(|o| matches!(o, Ok(PutOutcome::Written(_)))),
+        "new ids insert together, an equal stored task is a no-op: {outcomes:?}"
+    );
+    let clash = s.put(vec![w(&new("fresh3")), w(&other)]).await.unwrap();
+    assert_eq!(clash[other.id()].as_ref().unwrap(), &PutOutcome::Conflict);
+    assert!(matches!(
+        clash[new("fresh3").id()],
+        Ok(PutOutcome::Written(_))
+    ));
+    let got = s
+        .get(&[new("fresh2").id().clone(), old.id().clone()])
+        .await
+        .unwrap();
+    let task_of = |t: &Task| {
+        got[t.id()]
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.task.clone())
+    };
+    assert_eq!(task_of(&old), Some(old.clone()));
+    assert_eq!(task_of(&new("fresh2")), Some(new("fresh2")));
 }

@@ -42,25 +42,27 @@ pub fn fresh_collection(prefix: &str) -> String {
 
 /// The spec of driver instance `name` on `collection`.
 pub fn spec(name: &str, uri: &str, collection: &str) -> DriverSpec {
-    DriverSpec {
-        name: name.into(),
-        kind: hypertask_driver_mongodb::KIND.into(),
-        options: serde_json::json!({
+    DriverSpec::new(
+        name,
+        hypertask_driver_mongodb::KIND,
+        serde_json::json!({
             "uri": uri,
             "database": DATABASE,
             "collection": collection,
         }),
-        data_dir: std::env::temp_dir(),
-    }
+        std::env::temp_dir(),
+    )
 }
 
 /// A driver instance (with its own client) built through the registry, as the CLI does.
 pub fn driver(name: &str, collection: &str) -> Arc<dyn Driver> {
     let mut registry = Registry::new();
     hypertask_driver_mongodb::register(&mut registry);
-    registry
-        .build(&spec(name, &uri(), collection))
-        .expect("mongodb driver builds")
+    Arc::new(
+        registry
+            .build(&spec(name, &uri(), collection))
+            .expect("mongodb driver builds"),
+    )
 }
 
 /// A bare store on `collection`.
@@ -74,4 +76,30 @@ pub async fn raw_collection(collection: &str) -> mongodb::Collection<mongodb::bs
         .await
         .expect("test server URI parses");
     client.database(DATABASE).collection(collection)
+}
+
+/// A fresh collection for the conformance suite: driver- and store-level clients with their
+/// own MongoDB clients, and raw documents planted by a plain MongoDB client.
+pub struct Collection(pub String);
+
+#[hypertask_core::async_trait]
+impl hypertask_core::conformance::Upstream for Collection {
+    async fn client(&self) -> Arc<dyn Driver> {
+        driver("db", &self.0)
+    }
+
+    async fn store(&self) -> Option<Arc<dyn hypertask_core::Store>> {
+        Some(Arc::new(store("db", &self.0)))
+    }
+
+    async fn plant(&self, id: &hypertask_core::TaskId, _raw: &[u8]) -> bool {
+        // A document is not bytes: plant the MongoDB equivalent of a corrupt file, a document
+        // whose fields are not a valid task.
+        raw_collection(&self.0)
+            .await
+            .insert_one(mongodb::bson::doc! { "_id": id.as_str(), "due": "not a date" })
+            .await
+            .expect("plant a corrupt document");
+        true
+    }
 }
