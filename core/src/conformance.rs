@@ -308,7 +308,8 @@ fn batch_of(tasks: &[Task]) -> Batch {
 
 /// An empty upstream lists nothing; its root is the hash of `{}`.
 pub async fn empty_upstream_lists_nothing(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     assert!(
         listed(a.as_ref(), "").await.is_empty(),
         "a fresh upstream lists tasks"
@@ -323,7 +324,8 @@ pub async fn empty_upstream_lists_nothing(h: &dyn Harness) -> Verdict {
 
 /// Reading a missing task answers `None` and writes nothing.
 pub async fn reading_a_missing_task_creates_nothing(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     assert_eq!(resolve_one(a.as_ref(), None, &id("miss-1")).await, None);
     assert!(listed(a.as_ref(), "miss-").await.is_empty());
     Verdict::Passed
@@ -331,7 +333,8 @@ pub async fn reading_a_missing_task_creates_nothing(h: &dyn Harness) -> Verdict 
 
 /// A created task is answered back unchanged and listed with its hash.
 pub async fn create_then_list(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let task = t(
         "create-1",
         json!({"description": "buy milk", "tags": ["home"]}),
@@ -347,7 +350,8 @@ pub async fn create_then_list(h: &dyn Harness) -> Verdict {
 /// An update is merged with the stored state; the listing shows the merged hash; an older
 /// state sent later does not win.
 pub async fn update_merges_and_lists_new_hash(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let v1 = t(
         "update-1",
         json!({"description": "v1", "updated_at": "2026-01-01T00:00:00Z"}),
@@ -380,7 +384,8 @@ pub async fn update_merges_and_lists_new_hash(h: &dyn Harness) -> Verdict {
 
 /// Resolving the same state twice gives the same answer and changes nothing.
 pub async fn resolving_twice_is_a_no_op(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let task = t("twice-1", json!({"description": "same"}));
     let first = resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
     let before = listed(a.as_ref(), "").await;
@@ -396,7 +401,8 @@ pub async fn resolving_twice_is_a_no_op(h: &dyn Harness) -> Verdict {
 
 /// A tombstone is stored, listed and answered like any task.
 pub async fn tombstones_are_kept_and_listed(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let mut task = t("tomb-1", json!({"description": "to delete"}));
     resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
     task.edit(
@@ -421,7 +427,8 @@ pub async fn tombstones_are_kept_and_listed(h: &dyn Harness) -> Verdict {
 
 /// Fields the core does not know survive storage byte for byte.
 pub async fn unknown_fields_are_kept(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let task = t(
         "unknown-1",
         json!({
@@ -444,7 +451,8 @@ pub async fn unknown_fields_are_kept(h: &dyn Harness) -> Verdict {
 /// Listed hashes are the canonical (RFC 8785) content hashes of the stored tasks, for numbers
 /// and strings whose canonical form differs from their usual one.
 pub async fn hashes_match_canonical_hashes(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let values = [
         json!(1.0),
         json!(1e21),
@@ -562,8 +570,8 @@ pub async fn two_clients_create_the_same_id_at_once(h: &dyn Harness) -> Verdict 
 
 /// A batch gives the same answers and the same upstream as the same tasks one by one.
 pub async fn batch_equals_singles(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
-    let c = h.upstream().await.client().await;
+    let (up_a, up_c) = (h.upstream().await, h.upstream().await);
+    let (a, c) = (up_a.client().await, up_c.client().await);
     let tasks: Vec<Task> = (0..20)
         .map(|i| {
             t(
@@ -588,7 +596,8 @@ pub async fn batch_equals_singles(h: &dyn Harness) -> Verdict {
 
 /// Every answer is filed under the id it answers, whatever the ids sort like.
 pub async fn answers_are_keyed_by_id(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     // Ids whose byte order, length order and creation order all differ.
     let names = [
         "key-zz", "key-A", "key-b", "key-_", "key-10", "key-9", "key-aaa",
@@ -627,7 +636,8 @@ pub async fn answers_are_keyed_by_id(h: &dyn Harness) -> Verdict {
 
 /// An entry whose task id differs from its key fails alone; the rest of the batch resolves.
 pub async fn invalid_entries_fail_alone(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     assert!(
         TaskId::new("../x").is_err() && TaskId::new("a/b").is_err() && TaskId::new(".").is_err()
     );
@@ -671,7 +681,8 @@ pub async fn clients_see_each_others_writes(h: &dyn Harness) -> Verdict {
 
 /// A batch as large as the driver's `max_batch` (capped at 500 here) round-trips.
 pub async fn large_batch_round_trips(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     let n = a.info().capabilities.max_batch.min(500);
     let tasks: Vec<Task> = (0..n)
         .map(|i| {
@@ -714,13 +725,16 @@ pub async fn read_only_sync_writes_nothing(h: &dyn Harness) -> Verdict {
 
 /// A driver that declares `cheap_root` answers a matching root with `Unchanged`.
 pub async fn cheap_root_is_honoured(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
-    if !a.info().capabilities.cheap_root {
-        return Verdict::Skipped("the driver does not declare cheap_root");
-    }
+    let up = h.upstream().await;
+    let a = up.client().await;
     let task = t("root-1", json!({"description": "rooted"}));
     resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
     let all = listed(a.as_ref(), "").await;
+    // Asked after the driver has talked to its upstream (it may learn what the upstream
+    // offers on the way).
+    if !a.info().capabilities.cheap_root {
+        return Verdict::Skipped("the driver does not declare cheap_root");
+    }
     a.begin(Access::Read).await.expect("begin");
     match a.hashes(Some(&root_hash(&all))).await.expect("hashes") {
         Listing::Unchanged => Verdict::Passed,
@@ -961,7 +975,8 @@ pub async fn store_put_of_the_same_state_changes_nothing(h: &dyn Harness) -> Ver
 
 /// `finish` with nothing written and `check` both succeed on a healthy upstream.
 pub async fn finish_and_check_succeed(h: &dyn Harness) -> Verdict {
-    let a = h.upstream().await.client().await;
+    let up = h.upstream().await;
+    let a = up.client().await;
     a.begin(Access::Write).await.expect("begin");
     a.finish().await.expect("finish with nothing written");
     let health = a.check().await.expect("check");

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use futures::StreamExt;
 use hypertask_core::{
-    Capabilities, ContentHash, Driver, DriverError, DriverInfo, ErrorKind, Health, Inventory,
-    Listing, Problem, Resolved, Task, TaskId,
+    Answers, Batch, Capabilities, ContentHash, Driver, DriverError, DriverInfo, ErrorKind, Health,
+    Inventory, Listing, Problem, Task, TaskId,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
@@ -606,7 +606,7 @@ impl Driver for HttpDriver {
             name: self.origin.name.clone(),
             capabilities: Capabilities {
                 max_batch: caps.and_then(|c| c.max_batch).unwrap_or(DEFAULT_MAX_BATCH),
-                cheap_root: caps.is_none_or(|c| c.max_batch.is_some()),
+                cheap_root: caps.is_some_and(|c| c.max_batch.is_some()),
                 atomic_writes: true,
                 remote: true,
             },
@@ -617,10 +617,8 @@ impl Driver for HttpDriver {
         self.list(known_root).await
     }
 
-    async fn resolve(
-        &self,
-        batch: Vec<(TaskId, Option<Task>)>,
-    ) -> Result<Vec<Resolved>, DriverError> {
+    async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {
+        let batch: Vec<(TaskId, Option<Task>)> = batch.into_iter().collect();
         let mut results: Vec<Option<Result<Option<Task>, DriverError>>> =
             (0..batch.len()).map(|_| None).collect();
         let mut to_send = Vec::with_capacity(batch.len());

@@ -35,15 +35,10 @@ pub fn register(registry: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hypertask_core::{DriverSpec, ErrorKind};
+    use hypertask_core::{Driver, DriverSpec, ErrorKind};
 
     fn spec(options: serde_json::Value) -> DriverSpec {
-        DriverSpec {
-            name: "server".into(),
-            kind: KIND.into(),
-            options,
-            data_dir: std::env::temp_dir(),
-        }
+        DriverSpec::new("server", KIND, options, std::env::temp_dir())
     }
 
     #[test]

@@ -39,7 +39,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hypertask_core::{ContentHash, Driver, DriverError, ErrorKind, Listing, Task, TaskId};
+use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Listing, Task, TaskId};
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 
@@ -405,17 +405,14 @@ async fn resolve_one(
     let wrote = state.is_some();
     let mut answers = st
         .store
-        .resolve(vec![(id.clone(), state)])
+        .resolve(Batch::from([(id.clone(), state)]))
         .await
         .map_err(|e| ApiError::store(&e))?;
-    let answer = match answers.pop() {
-        Some((got, answer)) if answers.is_empty() && got == id => answer,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the store gave no answer for task '{id}'"),
-            ))
-        }
+    let Some(answer) = answers.remove(&id) else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the store gave no answer for task '{id}'"),
+        ));
     };
     let task = answer.map_err(|e| ApiError::task(&e))?;
     finish_writes(&st, wrote).await?;
@@ -448,15 +445,15 @@ async fn resolve_batch(
         ));
     }
     // Validate everything before resolving anything: a refused request stores nothing.
-    let mut batch = Vec::with_capacity(states.len());
+    let mut batch = Batch::new();
     for (key, value) in states {
         let id = TaskId::new(key.as_str())
             .map_err(|e| ApiError::bad_request(format!("client_states: {e}")))?;
         let state = client_state(&id, value)
             .map_err(|e| ApiError::bad_request(format!("client_states[\"{id}\"]: {e}")))?;
-        batch.push((id, state));
+        batch.insert(id, state);
     }
-    let wrote = batch.iter().any(|(_, s)| s.is_some());
+    let wrote = batch.values().any(Option::is_some);
     let answers = st
         .store
         .resolve(batch)

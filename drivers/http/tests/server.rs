@@ -403,8 +403,8 @@ async fn per_task_store_failures() {
         }
         async fn resolve(
             &self,
-            batch: Vec<(TaskId, Option<hypertask_core::Task>)>,
-        ) -> Result<Vec<hypertask_core::Resolved>, hypertask_core::DriverError> {
+            batch: hypertask_core::Batch,
+        ) -> Result<hypertask_core::Answers, hypertask_core::DriverError> {
             let mut out = self.0.resolve(batch).await?;
             for (id, r) in &mut out {
                 if id.as_str() == "corrupt" {
@@ -458,16 +458,21 @@ async fn per_task_store_failures() {
     // The driver turns both into per-task errors; the good task still resolves.
     let d = srv.driver("server");
     let answers = d
-        .resolve(vec![
+        .resolve(hypertask_core::Batch::from([
             (TaskId::new("corrupt").unwrap(), None),
             (TaskId::new("fine").unwrap(), None),
-        ])
+        ]))
         .await
         .unwrap();
-    let err = answers[0].1.as_ref().unwrap_err();
+    let err = answers[&TaskId::new("corrupt").unwrap()]
+        .as_ref()
+        .unwrap_err();
     assert_eq!(err.kind(), hypertask_core::ErrorKind::InvalidData);
     assert!(err.to_string().contains("corrupt"), "{err}");
-    assert!(answers[1].1.as_ref().unwrap().is_some());
+    assert!(answers[&TaskId::new("fine").unwrap()]
+        .as_ref()
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]

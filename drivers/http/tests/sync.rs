@@ -14,7 +14,8 @@ use axum::Router;
 use chrono::Utc;
 use common::{memory_store, task, Seen, TestServer};
 use hypertask_core::{
-    Change, Driver, Engine, ErrorKind, Listing, Replica, SyncOptions, SyncReport, Task, TaskId,
+    Batch, Change, Checked, Driver, Engine, ErrorKind, Listing, Replica, SyncOptions, SyncReport,
+    Task, TaskId,
 };
 use hypertask_driver_http::{HttpConfig, HttpDriver, ServerOptions};
 use serde_json::json;
@@ -44,10 +45,14 @@ fn put(replica: &Replica, tasks: &[Task]) {
 }
 
 async fn sync(replica: &Replica, driver: Arc<HttpDriver>) -> SyncReport {
-    let report = Engine::new(replica.clone(), vec![driver], SyncOptions::default())
-        .sync()
-        .await
-        .expect("the local cache works");
+    let report = Engine::new(
+        replica.clone(),
+        vec![Checked::new(driver)],
+        SyncOptions::default(),
+    )
+    .sync()
+    .await
+    .expect("the local cache works");
     let d = &report.drivers[0];
     assert!(d.is_ok(), "sync failed: {d:?}");
     report
@@ -157,10 +162,12 @@ async fn two_caches_converge_with_concurrent_edits() {
     let (a, b) = (replica(&dir, "a"), replica(&dir, "b"));
     let (da, db) = (srv.driver("server"), srv.driver("server"));
 
-    let mut t = Task::new(TaskId::new("shared1").unwrap(), Utc::now());
+    // Made a minute ago, so the first sync is unambiguously after it.
+    let earlier = Utc::now() - chrono::Duration::seconds(60);
+    let mut t = Task::new(TaskId::new("shared1").unwrap(), earlier);
     t.edit(
         &[Change::Set("description".into(), json!("write report"))],
-        Utc::now(),
+        earlier,
     )
     .unwrap();
     put(&a, std::slice::from_ref(&t));
@@ -238,7 +245,7 @@ async fn unreachable_server_is_a_retryable_error_naming_the_driver() {
         format!("driver 'server': cannot reach {url}: connection refused")
     );
     let err = driver
-        .resolve(vec![(TaskId::new("x").unwrap(), None)])
+        .resolve(Batch::from([(TaskId::new("x").unwrap(), None)]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -247,10 +254,14 @@ async fn unreachable_server_is_a_retryable_error_naming_the_driver() {
     let dir = scratch();
     let a = replica(&dir, "a");
     put(&a, &numbered(3));
-    let report = Engine::new(a.clone(), vec![driver], SyncOptions::default())
-        .sync()
-        .await
-        .unwrap();
+    let report = Engine::new(
+        a.clone(),
+        vec![Checked::new(driver)],
+        SyncOptions::default(),
+    )
+    .sync()
+    .await
+    .unwrap();
     let d = &report.drivers[0];
     assert!(d.retryable, "{d:?}");
     let msg = d.error.as_deref().unwrap();
@@ -288,7 +299,7 @@ async fn a_hanging_server_times_out() {
         format!("driver 'server': GET /hashes to {url} timed out after 0.3s")
     );
     let err = driver
-        .resolve(vec![(TaskId::new("x").unwrap(), None)])
+        .resolve(Batch::from([(TaskId::new("x").unwrap(), None)]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
@@ -334,7 +345,7 @@ async fn retries_only_what_a_retry_can_help() {
 
     srv.log.take();
     let err = driver
-        .resolve(vec![(TaskId::new("x").unwrap(), None)])
+        .resolve(Batch::from([(TaskId::new("x").unwrap(), None)]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
@@ -398,7 +409,8 @@ async fn oversized_batches_are_split_to_fit_the_server() {
         )
         .await
         .unwrap();
-    for ((id, r), t) in answers.iter().zip(&tasks) {
+    for t in &tasks {
+        let (id, r) = (t.id(), &answers[t.id()]);
         if id.as_str() == "huge" {
             let e = r.as_ref().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidRequest);

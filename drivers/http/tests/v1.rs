@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Json;
 use chrono::Utc;
 use common::{memory_store, task, v1_router, Seen, TestServer, TOKEN};
-use hypertask_core::{Change, Driver, Engine, Replica, SyncOptions, Task, TaskId};
+use hypertask_core::{Batch, Change, Checked, Driver, Engine, Replica, SyncOptions, Task, TaskId};
 use hypertask_driver_http::{router, HttpDriver, ServerOptions};
 use serde_json::{json, Value};
 
@@ -30,10 +30,14 @@ fn put(replica: &Replica, tasks: &[Task]) {
 }
 
 async fn sync(replica: &Replica, driver: Arc<HttpDriver>) {
-    let report = Engine::new(replica.clone(), vec![driver], SyncOptions::default())
-        .sync()
-        .await
-        .unwrap();
+    let report = Engine::new(
+        replica.clone(),
+        vec![Checked::new(driver)],
+        SyncOptions::default(),
+    )
+    .sync()
+    .await
+    .unwrap();
     assert!(report.drivers[0].is_ok(), "{:?}", report.drivers[0]);
 }
 
@@ -351,11 +355,11 @@ async fn capabilities_are_read_lazily_and_once() {
     let fresh = srv.driver("server");
     fresh.hashes(None).await.unwrap();
     fresh
-        .resolve(vec![(tasks[0].id().clone(), None)])
+        .resolve(Batch::from([(tasks[0].id().clone(), None)]))
         .await
         .unwrap();
     fresh
-        .resolve(vec![(tasks[1].id().clone(), None)])
+        .resolve(Batch::from([(tasks[1].id().clone(), None)]))
         .await
         .unwrap();
     let paths: Vec<String> = srv.log.take().into_iter().map(|s| s.path).collect();

@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hypertask_core::{Driver, Listing, MemoryStore, StoreDriver, Task, TaskId};
+use hypertask_core::{Batch, Driver, Listing, MemoryStore, StoreDriver, Task, TaskId};
 use hypertask_driver_http::{router, HttpConfig, HttpDriver, ServerOptions};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -139,9 +139,9 @@ pub fn v1_router(store: Arc<dyn Driver>) -> Router {
             },
             None => return (StatusCode::BAD_REQUEST, "no client_state").into_response(),
         };
-        match store.resolve(vec![(id, state)]).await {
-            Ok(mut out) => match out.pop() {
-                Some((_, Ok(t))) => Json(serde_json::json!({ "server_state": t })).into_response(),
+        match store.resolve(Batch::from([(id.clone(), state)])).await {
+            Ok(mut out) => match out.remove(&id) {
+                Some(Ok(t)) => Json(serde_json::json!({ "server_state": t })).into_response(),
                 other => (StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")).into_response(),
             },
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -158,4 +158,15 @@ pub fn memory_store() -> (Arc<MemoryStore>, Arc<dyn Driver>) {
     let mem = Arc::new(MemoryStore::new("server-store"));
     let driver: Arc<dyn Driver> = Arc::new(StoreDriver::new(mem.clone()));
     (mem, driver)
+}
+
+/// One server per upstream for the conformance suite: every client is a driver instance of
+/// its own; the store level is the server's memory store.
+pub struct ServerUpstream(pub TestServer);
+
+#[hypertask_core::async_trait]
+impl hypertask_core::conformance::Upstream for ServerUpstream {
+    async fn client(&self) -> Arc<dyn Driver> {
+        self.0.driver("client")
+    }
 }
