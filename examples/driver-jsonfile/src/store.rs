@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use hypertask_core::files::write_atomic;
 use hypertask_core::{
-    Capabilities, DriverError, DriverInfo, ErrorKind, Health, Inventory, PutOutcome, Store, Task,
-    TaskId, Write,
+    Capabilities, DriverError, DriverInfo, Entry, ErrorKind, Gets, Health, PutOutcome, Puts, Store,
+    StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
 use crate::config::JsonFileConfig;
@@ -80,13 +80,17 @@ impl Store for JsonFileStore {
         }
     }
 
-    async fn list(&self) -> Result<Inventory, DriverError> {
+    async fn list(&self) -> Result<StoreInventory, DriverError> {
         self.locked(|s| {
-            Ok(Inventory {
-                hashes: s
+            Ok(StoreInventory {
+                entries: s
                     .load()?
                     .iter()
-                    .map(|(id, t)| (id.clone(), t.hash()))
+                    .map(|(id, t)| {
+                        let hash = t.hash();
+                        let version = Version::of_hash(&hash);
+                        (id.clone(), Entry { hash, version })
+                    })
                     .collect(),
                 problems: Vec::new(),
             })
@@ -94,33 +98,39 @@ impl Store for JsonFileStore {
         .await
     }
 
-    async fn get(
-        &self,
-        ids: &[TaskId],
-    ) -> Result<Vec<Result<Option<Task>, DriverError>>, DriverError> {
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         let ids = ids.to_vec();
         self.locked(move |s| {
             let tasks = s.load()?;
-            Ok(ids.iter().map(|id| Ok(tasks.get(id).cloned())).collect())
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    let stored = tasks.get(id).map(|t| Stored {
+                        task: t.clone(),
+                        version: Version::of_hash(&t.hash()),
+                    });
+                    (id.clone(), Ok(stored))
+                })
+                .collect())
         })
         .await
     }
 
-    async fn put(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<Result<PutOutcome, DriverError>>, DriverError> {
+    /// Compare-and-swap on the content hash, the only version a file of tasks has.
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
         self.locked(move |s| {
             let mut tasks = s.load()?;
             let outcomes = writes
                 .into_iter()
                 .map(|w| {
-                    let current = tasks.get(w.task.id()).map(Task::hash);
-                    if current != w.expected && current != Some(w.task.hash()) {
-                        return Ok(PutOutcome::Conflict);
+                    let id = w.task.id().clone();
+                    let current = tasks.get(&id).map(|t| Version::of_hash(&t.hash()));
+                    let written = Version::of_hash(&w.hash);
+                    if current != w.expected && current.as_ref() != Some(&written) {
+                        return (id, Ok(PutOutcome::Conflict));
                     }
-                    tasks.insert(w.task.id().clone(), w.task);
-                    Ok(PutOutcome::Written)
+                    tasks.insert(id.clone(), w.task);
+                    (id, Ok(PutOutcome::Written(written)))
                 })
                 .collect();
             let bytes = serde_json::to_vec_pretty(&tasks).expect("tasks serialise");

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hypertask_core::conformance::Harness;
+use hypertask_core::conformance::{Harness, Upstream};
 use hypertask_core::external::ExternalDriver;
 use hypertask_core::{Driver, DriverSpec, Registry};
 
@@ -15,11 +15,32 @@ fn fresh_file() -> PathBuf {
 }
 
 fn spec(path: &PathBuf) -> DriverSpec {
-    DriverSpec {
-        name: "example".into(),
-        kind: hypertask_driver_jsonfile::KIND.into(),
-        options: serde_json::json!({ "path": path }),
-        data_dir: path.parent().unwrap().to_owned(),
+    DriverSpec::new(
+        "example",
+        hypertask_driver_jsonfile::KIND,
+        serde_json::json!({ "path": path }),
+        path.parent().unwrap(),
+    )
+}
+
+/// One task file; every client is a driver instance of its own.
+struct File {
+    path: PathBuf,
+    external: bool,
+}
+
+#[hypertask_core::async_trait]
+impl Upstream for File {
+    async fn client(&self) -> Arc<dyn Driver> {
+        let spec = spec(&self.path);
+        if self.external {
+            let program = PathBuf::from(env!("CARGO_BIN_EXE_hypertask-driver-jsonfile"));
+            Arc::new(ExternalDriver::new(spec, program))
+        } else {
+            let mut registry = Registry::new();
+            hypertask_driver_jsonfile::register(&mut registry);
+            Arc::new(registry.build(&spec).unwrap())
+        }
     }
 }
 
@@ -30,14 +51,11 @@ mod in_process {
 
     #[hypertask_core::async_trait]
     impl Harness for InProcess {
-        async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
-            let mut registry = Registry::new();
-            hypertask_driver_jsonfile::register(&mut registry);
-            let spec = spec(&fresh_file());
-            (
-                registry.build(&spec).unwrap(),
-                registry.build(&spec).unwrap(),
-            )
+        async fn upstream(&self) -> Box<dyn Upstream> {
+            Box::new(File {
+                path: fresh_file(),
+                external: false,
+            })
         }
     }
 
@@ -51,13 +69,11 @@ mod external_program {
 
     #[hypertask_core::async_trait]
     impl Harness for External {
-        async fn clients(&self) -> (Arc<dyn Driver>, Arc<dyn Driver>) {
-            let program = PathBuf::from(env!("CARGO_BIN_EXE_hypertask-driver-jsonfile"));
-            let spec = spec(&fresh_file());
-            (
-                Arc::new(ExternalDriver::new(spec.clone(), program.clone())),
-                Arc::new(ExternalDriver::new(spec, program)),
-            )
+        async fn upstream(&self) -> Box<dyn Upstream> {
+            Box::new(File {
+                path: fresh_file(),
+                external: true,
+            })
         }
     }
 
