@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hypertask_core::{
-    Driver, DriverReport, DriverSpec, Engine, Health, Progress, Registry, Replica, SyncOptions,
+    Checked, Driver, DriverReport, DriverSpec, Engine, Health, Progress, Registry, Replica,
+    SyncOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -26,7 +27,7 @@ pub(crate) struct Broken {
 }
 
 /// The drivers that were built, and the tables that could not be.
-type Built = (Vec<Arc<dyn Driver>>, Vec<Broken>);
+type Built = (Vec<Checked>, Vec<Broken>);
 
 /// Builds the configured drivers (all, or those named). Must run inside the tokio runtime:
 /// some drivers create clients that need it.
@@ -48,13 +49,9 @@ pub(crate) fn build(settings: &Settings, registry: &Registry, only: &[String]) -
         if !only.is_empty() && !only.contains(&entry.name) {
             continue;
         }
-        let spec = DriverSpec {
-            name: entry.name.clone(),
-            kind: entry.kind.clone(),
-            options: entry.options.clone(),
-            data_dir: settings.data_dir.clone(),
-        };
-        match registry.build(&spec) {
+        match spec_of(settings, &entry.name, &entry.kind, &entry.options)
+            .and_then(|spec| registry.build(&spec))
+        {
             Ok(d) => built.push(d),
             Err(e) => broken.push(Broken {
                 name: entry.name.clone(),
@@ -64,6 +61,25 @@ pub(crate) fn build(settings: &Settings, registry: &Registry, only: &[String]) -
         }
     }
     Ok((built, broken))
+}
+
+/// The spec of one driver table: core takes its own keys (`timeout`, `max_task_bytes`) out.
+pub(crate) fn spec_of(
+    settings: &Settings,
+    name: &str,
+    kind: &str,
+    options: &serde_json::Value,
+) -> Result<DriverSpec, hypertask_core::DriverError> {
+    let mut table = options.clone();
+    if let Some(t) = table.as_object_mut() {
+        t.insert("type".into(), kind.into());
+    }
+    let config_dir = settings
+        .file
+        .as_ref()
+        .and_then(|f| f.parent())
+        .map(|d| d.to_owned());
+    DriverSpec::from_table(name, table, &settings.data_dir, config_dir)
 }
 
 /// Where the settings came from, for "nothing configured" messages.

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context as _, Result};
-use hypertask_core::{DriverSpec, Registry};
+use hypertask_core::Registry;
 use hypertask_driver_http::{serve as run_server, shutdown_signal, ServerOptions};
 use serde_json::{json, Value};
 
@@ -50,12 +50,7 @@ pub(crate) fn serve(
         Some(Value::String(kind)) => kind,
         _ => bail!("[server] store needs a type, e.g. store = {{ type = \"fs\", path = \"…\" }}"),
     };
-    let spec = DriverSpec {
-        name: "server-store".to_owned(),
-        kind,
-        options: store,
-        data_dir: settings.data_dir.clone(),
-    };
+    let spec = crate::remote::spec_of(settings, "server-store", &kind, &store)?;
 
     let runtime = crate::remote::runtime()?;
     let _entered = runtime.enter();
@@ -73,7 +68,13 @@ pub(crate) fn serve(
             listener.local_addr()?,
             spec.kind
         );
-        run_server(listener, store, options, shutdown_signal()).await?;
+        run_server(
+            listener,
+            std::sync::Arc::new(store),
+            options,
+            shutdown_signal(),
+        )
+        .await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(true)

@@ -235,7 +235,7 @@ async fn a_store_whose_get_misfiles_answers_fails_those_tasks_by_name() {
     )))));
     // The push creates the tasks (reads of absent tasks are all `None`), so it succeeds.
     assert!(node
-        .sync(&[driver.clone()], SyncOptions::default())
+        .sync(std::slice::from_ref(&driver), SyncOptions::default())
         .await
         .is_ok());
     for n in ["x1", "x2", "x3"] {
@@ -344,7 +344,8 @@ async fn every_sync_begins_and_finishes_once_and_a_dry_run_writes_nothing() {
     let rogue = Rogue::new(store.clone(), None);
     // Two drivers and tasks flowing between them take several rounds.
     b.put(&task("from-b", "b"));
-    b.sync(&[relay.clone()], SyncOptions::default()).await;
+    b.sync(std::slice::from_ref(&relay), SyncOptions::default())
+        .await;
     let report = a
         .sync(
             &[Checked::new(rogue.clone()), relay.clone()],

@@ -169,7 +169,9 @@ fn a_task_edited_and_pushed_with_git_reaches_the_other_machine() {
     let path = hand.join("tasks").join(format!("{id}.json"));
     let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     doc["description"] = Value::from("write the quarterly report");
-    doc["field_updated_at"]["description"] = Value::from("2099-01-01T00:00:00.000Z");
+    // A newer clock, within the day of skew any hypertask accepts.
+    let newer = hypertask_core::format_timestamp(chrono::Utc::now() + chrono::Duration::hours(1));
+    doc["field_updated_at"]["description"] = Value::from(newer.unwrap());
     std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     git(&hand, &["commit", "--quiet", "-am", "clarify by hand"]);
     git(&hand, &["push", "--quiet", "origin", "main"]);

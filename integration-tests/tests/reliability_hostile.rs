@@ -112,11 +112,16 @@ fn hostile_files_in_a_shared_directory() {
     let cache = m.cache_files();
     assert_eq!(
         cache.len(),
-        21,
-        "the 20 good tasks and the huge one arrived: {:?}",
+        20,
+        "the 20 good tasks arrived: {:?}",
         cache.keys()
     );
-    assert!(cache.contains_key("hugetask.json"));
+    // A task above the size limit is refused by name, never imported.
+    assert!(!cache.contains_key("hugetask.json"));
+    assert!(
+        stderr.contains("hugetask") && stderr.contains("max_task_bytes"),
+        "{stderr}"
+    );
     for bad in [
         "someoneelse.json",
         "passwd.json",
@@ -133,12 +138,12 @@ fn hostile_files_in_a_shared_directory() {
     }
     record(
         "hostile-files",
-        serde_json::json!({"hostile_inputs": hostile.len() + 1 + 4, "named": hostile.len(), "good_tasks_synced": 21, "untouched": true}),
+        serde_json::json!({"hostile_inputs": hostile.len() + 1 + 4, "named": hostile.len(), "good_tasks_synced": 20, "oversized_refused": 1, "untouched": true}),
     );
 }
 
 #[test]
-fn corrupt_local_cache_file_is_named_and_kept_while_the_rest_syncs() {
+fn corrupt_local_cache_file_is_quarantined_while_the_rest_syncs() {
     let shared = tempfile::tempdir().unwrap();
     let m = Machine::new();
     m.write_config(&fs_driver("shared", shared.path()));
@@ -147,8 +152,20 @@ fn corrupt_local_cache_file_is_named_and_kept_while_the_rest_syncs() {
     std::fs::write(&bad, b"\x00\x01garbage").unwrap();
     let out = m.run(&["sync"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loc000003.json"));
-    assert_eq!(std::fs::read(&bad).unwrap(), b"\x00\x01garbage");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loc000003"), "{stderr}");
+    assert!(!bad.exists(), "moved out of the cache");
+    let quarantined: Vec<_> = std::fs::read_dir(m.data_dir().join("quarantine"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(
+        stderr.contains(&quarantined[0].display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&quarantined[0]).unwrap(), b"\x00\x01garbage");
     assert_eq!(
         snapshot(shared.path()).len(),
         9,
