@@ -313,21 +313,35 @@ pub fn bare_remote(dir: &Path) -> PathBuf {
     bare
 }
 
-/// A tiny deterministic generator (xorshift), so a failing seed replays exactly.
+/// A seeded generator, so a failing seed replays exactly.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(rand::rngs::StdRng);
 
 impl Rng {
-    /// A generator for `seed` (any value; zero is nudged).
+    /// A generator for `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1)
+        use rand::SeedableRng;
+        Rng(rand::rngs::StdRng::seed_from_u64(seed))
     }
 
     /// A number in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
+        use rand::Rng as _;
+        self.0.random_range(0..n)
+    }
+}
+
+/// Whether this is the long reliability run (`scripts/reliability --long` sets
+/// `HYPERTASK_LONG=1`): the scenarios then run at the scale RELIABILITY.md reports.
+pub fn long_run() -> bool {
+    std::env::var_os("HYPERTASK_LONG").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `normal` in an ordinary test run, `long` in the long reliability run.
+pub fn scaled(normal: usize, long: usize) -> usize {
+    if long_run() {
+        long
+    } else {
+        normal
     }
 }

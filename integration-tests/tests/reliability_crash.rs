@@ -1,15 +1,22 @@
 //! Crash safety: the CLI is SIGKILLed at random points of large syncs, many times. After each
-//! kill no task file is torn; the next sync completes and nothing is lost.
+//! kill no task file is torn; the next sync completes and nothing is lost. Every figure
+//! recorded is counted; the long run (`HYPERTASK_LONG=1`) makes 100 kills per driver kind.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
 use hypertask_core::{Change, Replica, TaskId};
-use hypertask_integration_tests::{record, seed_tasks, toml_path, torn_files, Machine, Rng};
+use hypertask_integration_tests::{
+    mongodb_uri, record, scaled, seed_tasks, toml_path, torn_files, unique_name, Machine, Rng,
+};
 
 const TASKS: usize = 3000;
-const TRIALS: usize = 12;
+
+/// Rounds of edits; each kills a sync on both machines.
+fn rounds() -> usize {
+    scaled(12, 50)
+}
 
 fn edit_some(data_dir: &std::path::Path, ids: &[TaskId], rng: &mut Rng, label: &str) {
     let replica = Replica::open(data_dir).unwrap();
@@ -57,8 +64,9 @@ fn crash_trials(
     a.write_config(&config(&a));
     b.write_config(&config(&b));
     let ids = seed_tasks(&a.data_dir(), TASKS, "crash");
-    let mut kills = 0;
-    for trial in 0..TRIALS {
+    let (mut kills, mut trials, mut torn_total) = (0, 0, 0);
+    let rounds = rounds();
+    for trial in 0..rounds {
         edit_some(
             &a.data_dir(),
             &ids,
@@ -68,14 +76,15 @@ fn crash_trials(
         for m in [&a, &b] {
             let delay = Duration::from_millis(20 + rng.below(700) as u64);
             kills += usize::from(kill_during(m, &["sync"], delay));
+            trials += 1;
             let torn: Vec<_> = torn_files(&m.data_dir().join("tasks"))
                 .into_iter()
                 .chain(torn_files(&upstream_tasks(m)))
                 .collect();
-            assert!(
-                torn.is_empty(),
-                "{kind} seed {seed} trial {trial}: torn files {torn:?}"
-            );
+            if !torn.is_empty() {
+                eprintln!("{kind} seed {seed} trial {trial}: torn files {torn:?}");
+            }
+            torn_total += torn.len();
         }
     }
     // Recovery: complete syncs bring everything everywhere.
@@ -83,11 +92,13 @@ fn crash_trials(
         m.ok(&["sync"]);
     }
     let (fa, fb) = (a.cache_files(), b.cache_files());
-    assert_eq!(
-        fa.len(),
-        TASKS,
-        "{kind} seed {seed}: replica A holds every task"
-    );
+    let lost = ids
+        .iter()
+        .filter(|id| {
+            let name = format!("{id}.json");
+            !fa.contains_key(&name) || !fb.contains_key(&name)
+        })
+        .count();
     let differing: Vec<&String> = fa
         .keys()
         .chain(fb.keys())
@@ -130,26 +141,35 @@ fn crash_trials(
             );
         }
     }
+    let last = format!("edited in trial {}", rounds - 1);
+    let replica = Replica::open(a.data_dir()).unwrap();
+    let edited = ids
+        .iter()
+        .filter(|id| {
+            replica
+                .get(id)
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.description() == last)
+        })
+        .count();
+    record(
+        &format!("crash-{kind}"),
+        serde_json::json!({
+            "tasks": TASKS, "trials": trials, "killed_mid_sync": kills,
+            "torn_files": torn_total, "lost_tasks": lost, "differing_after_recovery": differing.len(),
+            "last_round_edits_kept": edited, "seed": seed,
+        }),
+    );
+    assert_eq!(torn_total, 0, "{kind} seed {seed}: torn files after kills");
+    assert_eq!(lost, 0, "{kind} seed {seed}: tasks missing after recovery");
     assert!(
         differing.is_empty(),
         "{kind} seed {seed}: {} task files differ after recovery, e.g. {:?}",
         differing.len(),
         &differing[..differing.len().min(5)]
     );
-    let last = format!("edited in trial {}", TRIALS - 1);
-    let replica = Replica::open(a.data_dir()).unwrap();
-    let edited = ids
-        .iter()
-        .filter(|id| replica.get(id).unwrap().unwrap().description() == last)
-        .count();
     assert!(edited > 0, "the last trial's edits survived");
-    record(
-        &format!("crash-{kind}"),
-        serde_json::json!({
-            "tasks": TASKS, "trials": TRIALS * 2, "killed_mid_sync": kills,
-            "torn_files": 0, "lost_tasks": 0, "seed": seed,
-        }),
-    );
 }
 
 #[test]
@@ -202,6 +222,23 @@ fn sigkill_during_git_syncs() {
 }
 
 #[test]
+fn sigkill_during_mongodb_syncs() {
+    // A document write is atomic on the server, so only the caches can tear.
+    let collection = unique_name("crash");
+    let uri = serde_json::to_string(&mongodb_uri()).unwrap();
+    crash_trials(
+        "mongodb",
+        0x0005_eed0,
+        |_| {
+            format!(
+                "[drivers.db]\ntype = \"mongodb\"\nuri = {uri}\ndatabase = \"hypertask_crash\"\ncollection = \"{collection}\"\n"
+            )
+        },
+        |m| m.dir.path().join("no-upstream-files"),
+    );
+}
+
+#[test]
 fn sigkill_the_server_mid_request() {
     use hypertask_integration_tests::Server;
     let mut rng = Rng::new(0x0bad_5eed);
@@ -214,8 +251,9 @@ fn sigkill_the_server_mid_request() {
     ));
     let a = Machine::new();
     let ids = seed_tasks(&a.data_dir(), TASKS, "srv");
-    let mut kills = 0;
-    for trial in 0..TRIALS {
+    let (mut kills, mut torn_total) = (0, 0);
+    let trials = scaled(12, 100);
+    for trial in 0..trials {
         let mut server = Server::start(&server_machine, "crash");
         a.write_config(&server.driver_table("server"));
         edit_some(
@@ -243,7 +281,10 @@ fn sigkill_the_server_mid_request() {
             .into_iter()
             .chain(torn_files(&a.data_dir().join("tasks")))
             .collect();
-        assert!(torn.is_empty(), "server trial {trial}: torn files {torn:?}");
+        if !torn.is_empty() {
+            eprintln!("server trial {trial}: torn files {torn:?}");
+        }
+        torn_total += torn.len();
     }
     let server = Server::start(&server_machine, "crash");
     a.write_config(&server.driver_table("server"));
@@ -251,14 +292,16 @@ fn sigkill_the_server_mid_request() {
     let b = Machine::new();
     b.write_config(&server.driver_table("server"));
     b.ok(&["sync"]);
-    assert_eq!(
-        b.cache_files(),
-        a.cache_files(),
-        "nothing lost on the server"
-    );
-    assert_eq!(b.cache_files().len(), TASKS);
+    let (fa, fb) = (a.cache_files(), b.cache_files());
+    let lost = fa.keys().filter(|k| !fb.contains_key(*k)).count() + TASKS.saturating_sub(fa.len());
+    let differing = fa.iter().filter(|(k, v)| fb.get(*k) != Some(v)).count();
     record(
         "crash-server",
-        serde_json::json!({"tasks": TASKS, "trials": TRIALS, "killed_mid_sync": kills, "torn_files": 0, "lost_tasks": 0}),
+        serde_json::json!({
+            "tasks": TASKS, "trials": trials, "killed_mid_sync": kills, "torn_files": torn_total,
+            "lost_tasks": lost, "differing_after_recovery": differing,
+        }),
     );
+    assert_eq!(torn_total, 0, "torn files after server kills");
+    assert_eq!((lost, differing), (0, 0), "nothing lost on the server");
 }

@@ -1,5 +1,6 @@
 //! Races: concurrent processes on one data dir, edits during a sync, replicas pushing to one
-//! git remote at once, many clients on one server. Nothing is lost, nothing torn.
+//! git remote at once, many clients on one server. Nothing is lost, nothing torn. Every figure
+//! recorded is counted.
 
 use std::process::{Child, Stdio};
 
@@ -58,18 +59,23 @@ fn concurrent_syncs_and_adds_on_one_data_dir() {
         finish(c, "add during sync");
     }
     m.ok(&["sync"]);
-    assert_eq!(m.cache_files().len(), 2010);
-    assert_eq!(
-        count_json(shared.path()),
-        2010,
-        "every task, old and added, reached the directory"
-    );
-    assert!(torn_files(&m.data_dir().join("tasks")).is_empty());
-    assert!(torn_files(shared.path()).is_empty());
+    let expected = 2010;
+    let (cached, shared_n) = (m.cache_files().len(), count_json(shared.path()));
+    let torn = torn_files(&m.data_dir().join("tasks")).len() + torn_files(shared.path()).len();
+    let lost = expected - cached.min(shared_n).min(expected);
     record(
         "races-one-data-dir",
-        serde_json::json!({"concurrent_syncs": 4, "adds_during_sync": 10, "tasks": 2010, "lost": 0}),
+        serde_json::json!({
+            "concurrent_syncs": 4, "adds_during_sync": 10, "tasks_expected": expected,
+            "tasks_in_cache": cached, "tasks_in_directory": shared_n, "lost": lost, "torn_files": torn,
+        }),
     );
+    assert_eq!(cached, expected);
+    assert_eq!(
+        shared_n, expected,
+        "every task, old and added, reached the directory"
+    );
+    assert_eq!(torn, 0);
 }
 
 #[test]
@@ -92,14 +98,18 @@ fn two_replicas_push_to_one_git_remote_at_once() {
     for m in machines.iter().chain(machines.iter()) {
         m.ok(&["sync"]);
     }
-    for m in &machines {
-        assert_eq!(m.cache_files().len(), 600);
-        assert_eq!(m.cache_files(), machines[0].cache_files());
-    }
+    let expected = 600;
+    let first = machines[0].cache_files();
+    let lost = expected - first.len().min(expected);
+    let differing = machines.iter().filter(|m| m.cache_files() != first).count();
     record(
         "races-git-remote",
-        serde_json::json!({"replicas_pushing_at_once": 3, "tasks": 600, "lost": 0}),
+        serde_json::json!({
+            "replicas_pushing_at_once": machines.len(), "tasks_expected": expected,
+            "lost": lost, "replicas_differing": differing,
+        }),
     );
+    assert_eq!((lost, differing), (0, 0));
 }
 
 #[test]
@@ -134,19 +144,24 @@ fn many_clients_on_one_server() {
     for m in &clients {
         m.ok(&["sync"]);
     }
+    let expected = 801;
     let first = clients[0].cache_files();
-    assert_eq!(first.len(), 801);
-    for m in &clients {
-        assert_eq!(m.cache_files(), first);
-    }
+    let lost = expected - first.len().min(expected);
+    let differing = clients.iter().filter(|m| m.cache_files() != first).count();
     let doc: serde_json::Value = serde_json::from_slice(&first[&format!("{shared}.json")]).unwrap();
-    assert_eq!(
-        doc["tags"].as_array().unwrap().len(),
-        8,
-        "every client's tag survived: {doc}"
-    );
+    let tags_kept = doc["tags"].as_array().map_or(0, Vec::len);
     record(
         "races-one-server",
-        serde_json::json!({"clients": 8, "tasks": 801, "concurrent_edits_of_one_task": 8, "lost": 0}),
+        serde_json::json!({
+            "clients": clients.len(), "tasks_expected": expected, "lost": lost,
+            "replicas_differing": differing, "concurrent_edits_of_one_task": clients.len(),
+            "concurrent_edits_kept": tags_kept,
+        }),
+    );
+    assert_eq!((lost, differing), (0, 0));
+    assert_eq!(
+        tags_kept,
+        clients.len(),
+        "every client's tag survived: {doc}"
     );
 }
