@@ -287,3 +287,101 @@ fn a_stopped_server_fails_alone_and_is_named() {
         "nothing reached MongoDB"
     );
 }
+
+/// How much of each connection a [`SilentRelay`] forwards to the real server.
+#[derive(Clone, Copy, PartialEq)]
+enum Silence {
+    /// Nothing: a server that accepts connections and never answers.
+    FromTheStart,
+    /// Only the first message of each connection (the handshake): a server that hangs once
+    /// the driver is connected.
+    AfterTheHandshake,
+}
+
+/// A TCP relay to the test server that goes silent as told, while it keeps connections open.
+fn silent_relay(upstream: std::net::SocketAddr, silence: Silence) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut from_server, mut to_client) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                let mut messages = 0;
+                while let Ok(n) = from_client.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    messages += 1;
+                    let forward = silence == Silence::AfterTheHandshake && messages == 1;
+                    if forward && to_server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = from_server.read(&mut buf) {
+                    if n == 0 || to_client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A MongoDB server that stops answering (from the start, or once the driver is connected)
+/// fails that driver within its `timeout`, retryable and named; the other driver still syncs.
+#[test]
+fn a_server_that_never_answers_times_out_and_the_others_sync() {
+    let uri = mongodb_uri();
+    let addr = uri
+        .trim_start_matches("mongodb://")
+        .trim_end_matches('/')
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let upstream: std::net::SocketAddr = addr.parse().expect("the test server is host:port");
+    for silence in [Silence::AfterTheHandshake, Silence::FromTheStart] {
+        let port = silent_relay(upstream, silence);
+        let shared = tempfile::tempdir().unwrap();
+        let m = Machine::new();
+        let relayed = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+        m.write_config(&format!(
+            "{}timeout = 2\nserver_selection_timeout_ms = 20000\n\n[drivers.dir]\ntype = \"fs\"\npath = {}\n",
+            mongo_table("slowdb", &relayed, &unique_name("hang")),
+            toml_path(shared.path())
+        ));
+        let id = add(&m, &["written", "while", "the", "server", "hangs"]);
+        let started = Instant::now();
+        let out = m.run(&["sync"]);
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let case = match silence {
+            Silence::FromTheStart => "silent from the start",
+            Silence::AfterTheHandshake => "silent after the handshake",
+        };
+        assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+        assert!(
+            took < Duration::from_secs(60),
+            "{case}: the sync took {took:?}"
+        );
+        assert!(
+            stderr.contains("slowdb") && stderr.contains("timeout"),
+            "{case}: the driver and the timeout are named: {stderr}"
+        );
+        assert!(
+            shared.path().join(format!("{id}.json")).exists(),
+            "{case}: the fs driver still synced"
+        );
+    }
+}
