@@ -1,6 +1,6 @@
 //! An example third-party driver: every task in one JSON file, written atomically.
 //!
-//! It shows the whole surface a driver crate needs: a config struct, a [`Store`] (core adds
+//! It shows the whole surface a driver crate needs: a config struct, a [`Store`](hypertask_core::Store) (core adds
 //! merge, compare-and-swap and retry), `KIND` and `register`, and the conformance suite in its
 //! tests. Its binary serves the same store as an external program (`type = "jsonfile"` works
 //! with the stock `hypertask` once `hypertask-driver-jsonfile` is on `PATH`).
