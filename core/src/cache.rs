@@ -129,9 +129,20 @@ impl Replica {
         &self.tasks
     }
 
-    /// Takes the exclusive write lock, waiting up to `timeout` for another process.
+    /// Takes the exclusive write lock, waiting up to `timeout` for another process. Writers
+    /// hold it only while they write: a sync takes it for each batch, never across network I/O.
     pub fn lock(&self, timeout: Duration) -> Result<CacheLock, CacheError> {
-        let path = self.data_dir.join("lock");
+        self.lock_at("lock", timeout)
+    }
+
+    /// Takes the sync lock, which only syncs take (for their whole run), so two syncs of one
+    /// data directory never do the same work at once while edits go on between their writes.
+    pub fn sync_lock(&self, timeout: Duration) -> Result<CacheLock, CacheError> {
+        self.lock_at("sync.lock", timeout)
+    }
+
+    fn lock_at(&self, name: &str, timeout: Duration) -> Result<CacheLock, CacheError> {
+        let path = self.data_dir.join(name);
         let start = Instant::now();
         match lock_file(&path, timeout).map_err(io_err(&path))? {
             Some(file) => Ok(CacheLock {

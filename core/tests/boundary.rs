@@ -483,3 +483,79 @@ async fn the_guard_counts_live_tasks_only() {
         "nothing was written"
     );
 }
+
+/// A driver that holds its first writing `resolve` until released, to act while a sync is in
+/// flight.
+#[derive(Debug)]
+struct Gate {
+    inner: StoreDriver<Arc<MemoryStore>>,
+    armed: std::sync::atomic::AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Driver for Gate {
+    fn info(&self) -> DriverInfo {
+        self.inner.info()
+    }
+    async fn hashes(&self, known: Option<&ContentHash>) -> Result<Listing, DriverError> {
+        self.inner.hashes(known).await
+    }
+    async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {
+        let writes = batch.values().any(Option::is_some);
+        if writes && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.resolve(batch).await
+    }
+    async fn check(&self) -> Result<Health, DriverError> {
+        self.inner.check().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_in_flight_never_holds_the_cache_and_keeps_an_edit_made_meanwhile() {
+    let node = Node::new();
+    let store = Arc::new(MemoryStore::new("gate"));
+    node.put(&task("g1", "before"));
+    let gate = Arc::new(Gate {
+        inner: StoreDriver::new(store.clone()),
+        armed: true.into(),
+        entered: Default::default(),
+        release: Default::default(),
+    });
+    let engine = hypertask_core::Engine::new(
+        node.replica.clone(),
+        vec![Checked::new(gate.clone())],
+        SyncOptions::default(),
+    );
+    let sync = tokio::spawn(async move { engine.sync().await.unwrap() });
+    gate.entered.notified().await;
+
+    // The sync waits on the network: the cache is free for an edit right now.
+    let lock = node
+        .replica
+        .lock(Duration::from_millis(200))
+        .expect("the cache is not held across network I/O");
+    let mut t = node.replica.get(&id("g1")).unwrap().unwrap();
+    t.edit(&[Change::AddTag("meanwhile".into())], Utc::now())
+        .unwrap();
+    node.replica.put(&lock, std::slice::from_ref(&t)).unwrap();
+    drop(lock);
+    // A second sync of the same data directory waits for the first.
+    assert!(node.replica.sync_lock(Duration::from_millis(50)).is_err());
+
+    gate.release.notify_one();
+    let report = sync.await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let local = node.replica.get(&id("g1")).unwrap().unwrap();
+    assert!(
+        local.has_tag("meanwhile"),
+        "the edit made during the sync survived: {local:?}"
+    );
+    assert_eq!(local.description(), "before");
+    // The same sync's next pass sent it on.
+    assert!(store.snapshot()[&id("g1")].has_tag("meanwhile"));
+}

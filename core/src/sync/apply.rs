@@ -5,10 +5,10 @@ use chrono::Utc;
 
 use super::plan::{Plan, Planned};
 use super::{blocking, DriverReport, Engine, Stop, DEFAULT_BATCH};
-use crate::cache::{CacheError, CacheLock, ConflictRecord, Side};
+use crate::cache::{ConflictRecord, Side};
 use crate::checked::Checked;
 use crate::driver::{Batch, Driver};
-use crate::merge::lost_values;
+use crate::merge::{lost_values, merge};
 use crate::task::{format_timestamp, Task};
 
 /// One task after the pass: both sides' states before, and the state both hold now.
@@ -22,7 +22,6 @@ struct Outcome {
 impl Engine {
     pub(super) async fn apply(
         &self,
-        lock: &CacheLock,
         driver: &Checked,
         plan: Plan,
         batch_size: usize,
@@ -108,18 +107,29 @@ impl Engine {
                 );
             }
             if changed_locally {
-                writes.push(o.now);
+                writes.push((o.local, o.now));
             }
         }
-        let (replica, lock) = (self.replica.clone(), lock.clone());
-        blocking(move || -> Result<(), CacheError> {
-            replica.record_conflicts(&lock, &conflicts)?;
-            for chunk in writes.chunks(DEFAULT_BATCH) {
-                replica.put(&lock, chunk)?;
-            }
-            Ok(())
-        })
-        .await?;
+        // The cache is locked per chunk of writes only: an edit made since the plan read the
+        // task is merged in, never overwritten (the next pass sends it on).
+        self.locked(move |replica, lock| replica.record_conflicts(lock, &conflicts))
+            .await?;
+        for chunk in writes.chunks(DEFAULT_BATCH) {
+            let chunk = chunk.to_vec();
+            self.locked(move |replica, lock| {
+                let mut tasks = Vec::with_capacity(chunk.len());
+                for (planned, now) in chunk {
+                    let current = replica.get(now.id()).ok().flatten();
+                    if current == planned {
+                        tasks.push(now);
+                    } else if let Ok(Some(both)) = merge(current.as_ref(), Some(&now)) {
+                        tasks.push(both);
+                    }
+                }
+                replica.put(lock, &tasks)
+            })
+            .await?;
+        }
         Ok(())
     }
 }

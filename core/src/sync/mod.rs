@@ -43,7 +43,8 @@ pub struct SyncOptions {
     pub max_passes: usize,
     /// Rounds over all drivers until one changes nothing.
     pub max_rounds: usize,
-    /// How long to wait for another hypertask process holding the cache.
+    /// How long to wait for another hypertask process holding the cache (or, for the sync
+    /// lock, for another sync of the same data directory).
     pub lock_timeout: Duration,
 }
 
@@ -86,8 +87,9 @@ impl From<CacheError> for Stop {
 
 /// What one sync shares between its drivers.
 struct Context {
-    /// The cache lock; `None` in a dry run, which writes nothing.
-    lock: Option<CacheLock>,
+    /// The sync lock, held for the whole sync; `None` in a dry run, which writes nothing. The
+    /// cache's write lock is only taken for each write, so edits go on during a sync.
+    sync_lock: Option<CacheLock>,
     /// When this sync started: a driver's new sync base when it succeeds.
     started: String,
     /// Local cache files that could not be read, each named once.
@@ -135,19 +137,17 @@ impl Engine {
     /// A failing driver is reported and skipped; the others still sync. Only a failure of the
     /// local cache itself (its lock, its directory) is an `Err`.
     pub async fn sync(&self) -> Result<SyncReport, CacheError> {
-        let (access, lock) = if self.options.dry_run {
+        let (access, sync_lock) = if self.options.dry_run {
             (Access::Read, None)
         } else {
             let replica = self.replica.clone();
             let timeout = self.options.lock_timeout;
-            (
-                Access::Write,
-                Some(blocking(move || replica.lock(timeout)).await?),
-            )
+            let lock = blocking(move || replica.sync_lock(timeout)).await?;
+            (Access::Write, Some(lock))
         };
         let mut report = SyncReport::new(&self.drivers, self.options.dry_run);
         let mut cx = Context {
-            lock,
+            sync_lock,
             started: format_timestamp(Utc::now()).unwrap_or_default(),
             local_skipped: BTreeSet::new(),
         };
@@ -200,7 +200,7 @@ impl Engine {
             }
         }
 
-        if let Some(lock) = &cx.lock {
+        if cx.sync_lock.is_some() {
             for ((driver, rep), began) in self.drivers.iter().zip(&mut report.drivers).zip(&began) {
                 if !began {
                     continue;
@@ -209,9 +209,9 @@ impl Engine {
                     rep.fail(&e);
                 }
                 if rep.is_ok() {
-                    let (replica, lock) = (self.replica.clone(), lock.clone());
                     let (name, started) = (rep.name.clone(), cx.started.clone());
-                    blocking(move || replica.set_last_sync(&lock, &name, &started)).await?;
+                    self.locked(move |replica, lock| replica.set_last_sync(lock, &name, &started))
+                        .await?;
                 }
             }
         }
@@ -268,7 +268,7 @@ impl Engine {
                 .await;
             self.progress.finish();
             outcome?;
-            if cx.lock.is_none() {
+            if cx.sync_lock.is_none() {
                 // A dry run stops after one pass: it wrote nothing, so another would repeat it.
                 return Ok(None);
             }
@@ -294,13 +294,11 @@ impl Engine {
         if !self.options.force {
             self.guard(&rep.name, local, remote, &plan).await?;
         }
-        match cx.lock.clone() {
-            None => {
-                plan.count(rep);
-                Ok(())
-            }
-            Some(lock) => self.apply(&lock, driver, plan, batch_size, rep).await,
+        if cx.sync_lock.is_none() {
+            plan.count(rep);
+            return Ok(());
         }
+        self.apply(driver, plan, batch_size, rep).await
     }
 
     /// Scans the cache. In a writing sync, files that cannot be read are moved into the
@@ -308,7 +306,7 @@ impl Engine {
     async fn scan(&self, cx: &mut Context) -> Result<Scan, Stop> {
         let replica = self.replica.clone();
         let mut scan = blocking(move || replica.scan()).await?;
-        let Some(lock) = cx.lock.clone() else {
+        if cx.sync_lock.is_none() {
             for p in &scan.problems {
                 cx.local_skipped.insert(format!("local cache: {p}"));
             }
@@ -319,25 +317,37 @@ impl Engine {
                 cx.local_skipped.insert(format!("local cache: {p}"));
                 continue;
             };
-            let note = self.quarantine(&lock, &id, &p.message).await?;
+            let note = self.quarantine(&id, &p.message).await?;
             cx.local_skipped.insert(note);
         }
         Ok(scan)
     }
 
     /// Moves an unreadable cache file aside and says where it went.
-    async fn quarantine(
-        &self,
-        lock: &CacheLock,
-        id: &TaskId,
-        why: &str,
-    ) -> Result<String, CacheError> {
-        let (replica, lock, qid) = (self.replica.clone(), lock.clone(), id.clone());
-        let moved = blocking(move || replica.quarantine(&lock, &qid)).await?;
+    async fn quarantine(&self, id: &TaskId, why: &str) -> Result<String, CacheError> {
+        let qid = id.clone();
+        let moved = self
+            .locked(move |replica, lock| replica.quarantine(lock, &qid))
+            .await?;
         Ok(format!(
             "local cache: task '{id}' could not be read ({why}); the file was moved to {} and the task is restored from the upstreams that have it",
             moved.display()
         ))
+    }
+}
+
+impl Engine {
+    /// Runs `f` off the reactor under the cache's write lock, held only for `f`.
+    async fn locked<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Replica, &CacheLock) -> Result<T, CacheError> + Send + 'static,
+    ) -> Result<T, CacheError> {
+        let (replica, timeout) = (self.replica.clone(), self.options.lock_timeout);
+        blocking(move || {
+            let lock = replica.lock(timeout)?;
+            f(&replica, &lock)
+        })
+        .await
     }
 }
 

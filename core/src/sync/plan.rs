@@ -67,16 +67,14 @@ impl Engine {
                     local.insert(id, t);
                 }
                 Ok(None) => {}
-                Err(e) => match cx.lock.clone() {
-                    Some(lock) => {
-                        let note = self.quarantine(&lock, &id, &e.to_string()).await?;
-                        cx.local_skipped.insert(note);
-                    }
-                    None => {
-                        rep.failed.push(format!("local cache: {e}"));
-                        failed.insert(id);
-                    }
-                },
+                Err(e) if cx.sync_lock.is_some() => {
+                    let note = self.quarantine(&id, &e.to_string()).await?;
+                    cx.local_skipped.insert(note);
+                }
+                Err(e) => {
+                    rep.failed.push(format!("local cache: {e}"));
+                    failed.insert(id);
+                }
             }
         }
 
