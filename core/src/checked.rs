@@ -23,8 +23,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// - Every operation is bounded by a timeout; a driver that panics fails alone with an error.
 /// - Answers are matched to requests by id: an answer for an id that was not asked, a missing
 ///   answer, or a task filed under another id becomes a named error for that task.
-/// - A task read back whose hash differs from the one the driver listed, that is larger than
-///   the task size limit, or whose clocks run more than a day ahead, is an error for that task.
+/// - A task read back whose hash differs from the one the driver listed in the same sync
+///   (begun with [`Driver::begin`]), that is larger than the task size limit, or whose clocks
+///   run more than a day ahead, is an error for that task.
 /// - In a read-only sync no write reaches the driver.
 ///
 /// The registry wraps every driver it builds; the sync engine only takes checked drivers.
@@ -182,7 +183,13 @@ impl Driver for Checked {
     async fn hashes(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError> {
         let listing = self.guard("listing", self.inner.hashes(known_root)).await?;
         if let Listing::Changed(inventory) = &listing {
-            self.session().listed = Some(inventory.hashes.clone());
+            let mut session = self.session();
+            // Only a sync compares what it reads with what it listed. A server shares one
+            // checked store among clients and begins no sync: one client's listing must not
+            // be held against another's read of a task changed in between.
+            if session.access.is_some() {
+                session.listed = Some(inventory.hashes.clone());
+            }
         }
         Ok(listing)
     }

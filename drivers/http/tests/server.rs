@@ -494,3 +494,51 @@ async fn serve_shuts_down_gracefully() {
     let refused = reqwest::Client::new().get(&url).send().await;
     assert!(refused.unwrap_err().is_connect());
 }
+
+/// `hypertask serve` stores through a checked driver shared by every request: one client's
+/// listing must not be held against another client's reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_clients_of_a_checked_store_do_not_fail_each_other() {
+    let mem = Arc::new(MemoryStore::new("server-store"));
+    let store = hypertask_core::Checked::new(Arc::new(StoreDriver::new(mem.clone())));
+    let app = hypertask_driver_http::router(
+        Arc::new(store),
+        ServerOptions {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+    );
+    let srv = TestServer::start_router(mem, app).await;
+    let (a, b) = (srv.driver("a"), srv.driver("b"));
+    let first = task(json!({"id": "shared", "description": "first"}));
+    b.resolve(hypertask_core::Batch::from([(
+        first.id().clone(),
+        Some(first.clone()),
+    )]))
+    .await
+    .unwrap();
+    // A lists; B changes the task; A reads it.
+    a.hashes(None).await.unwrap();
+    let mut second = first.clone();
+    second
+        .edit(
+            &[hypertask_core::Change::Set(
+                "description".into(),
+                json!("second"),
+            )],
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    b.resolve(hypertask_core::Batch::from([(
+        second.id().clone(),
+        Some(second),
+    )]))
+    .await
+    .unwrap();
+    let read = a
+        .resolve(hypertask_core::Batch::from([(first.id().clone(), None)]))
+        .await
+        .unwrap();
+    let got = read[first.id()].as_ref().expect("the read succeeds");
+    assert_eq!(got.as_ref().unwrap().description(), "second");
+}
