@@ -1,17 +1,28 @@
-//! A directory of task files, `<dir>/<id>.json`: the local cache's format and the fs driver's.
+//! A directory of task files, `<dir>/<id>.json`: the local cache's format and the fs driver's;
+//! and the one place for safe file access in directories other people can write to (a shared
+//! folder, a git working clone, the cache itself).
+//!
+//! - [`open_regular`] and [`read_capped`] read only regular files: a symbolic link is never
+//!   followed, a FIFO or device never blocks, and the check uses the opened handle's metadata,
+//!   so nothing can be swapped in between; reading stops at a size limit.
+//! - [`create_exclusive`] makes new files under unpredictable names, refusing anything already
+//!   there (a planted symbolic link included); [`write_atomic`] and [`TaskDir::write_batch`]
+//!   write through it and rename.
+//! - [`lock_file`] is the one lock helper: it never follows, creates through or truncates a
+//!   symbolic link and refuses anything but a regular file.
 //!
 //! Blocking: call it from `spawn_blocking` in async code.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{ContentHash, Hashes};
-use crate::task::{Task, TaskId};
+use crate::task::{Task, TaskId, DEFAULT_MAX_TASK_BYTES};
 
 /// How a batch of writes is made durable before it is reported done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,11 +95,12 @@ pub struct TaskDir {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     dir: PathBuf,
     index_path: Option<PathBuf>,
     durability: Durability,
+    max_task_bytes: usize,
 }
 
 /// A read or parse failure of one file.
@@ -105,6 +117,8 @@ pub struct FileError {
 
 impl TaskDir {
     /// A task directory at `dir`, with its index at `index_path` (none: always read files).
+    /// Task files above [`DEFAULT_MAX_TASK_BYTES`] are refused; see
+    /// [`with_max_task_bytes`](Self::with_max_task_bytes).
     pub fn new(
         dir: impl Into<PathBuf>,
         index_path: Option<PathBuf>,
@@ -115,8 +129,21 @@ impl TaskDir {
                 dir: dir.into(),
                 index_path,
                 durability,
+                max_task_bytes: DEFAULT_MAX_TASK_BYTES,
             }),
         }
+    }
+
+    /// The same directory with another limit for one task file, in bytes: a larger file is
+    /// reported as an invalid task without being read.
+    pub fn with_max_task_bytes(mut self, max: usize) -> Self {
+        Arc::make_mut(&mut self.inner).max_task_bytes = max;
+        self
+    }
+
+    /// The largest task file read, in bytes.
+    pub fn max_task_bytes(&self) -> usize {
+        self.inner.max_task_bytes
     }
 
     /// The directory.
@@ -156,9 +183,9 @@ impl TaskDir {
                 continue;
             };
             let path = entry.path();
+            // The entry's own metadata: a symbolic link is not followed.
             let meta = match entry.metadata() {
-                Ok(m) if m.is_file() => m,
-                Ok(_) => continue,
+                Ok(m) => m,
                 Err(e) => {
                     scan.problems.push(FileProblem {
                         id: Some(id),
@@ -168,6 +195,24 @@ impl TaskDir {
                     continue;
                 }
             };
+            if !meta.is_file() {
+                let message = format!("{}; left untouched", not_regular(meta.file_type()));
+                scan.problems.push(FileProblem {
+                    id: Some(id),
+                    path,
+                    message,
+                });
+                continue;
+            }
+            if meta.len() > self.inner.max_task_bytes as u64 {
+                let message = too_large_message(self.inner.max_task_bytes);
+                scan.problems.push(FileProblem {
+                    id: Some(id),
+                    path,
+                    message,
+                });
+                continue;
+            }
             let stamp = stamp_of(&meta);
             if let Some((s, h)) = index.entries.remove(stem) {
                 if s == stamp {
@@ -177,10 +222,12 @@ impl TaskDir {
                 }
             }
             reread = true;
-            match self.read_path(&id, &path) {
-                Ok(task) => {
+            match self.read_file(&id, &path) {
+                Ok((task, meta)) => {
                     let h = task.hash();
-                    fresh.entries.insert(stem.to_owned(), (stamp, h.clone()));
+                    fresh
+                        .entries
+                        .insert(stem.to_owned(), (stamp_of(&meta), h.clone()));
                     scan.hashes.insert(id, h);
                 }
                 Err(e) => scan.problems.push(FileProblem {
@@ -210,12 +257,26 @@ impl TaskDir {
         }
     }
 
-    /// Reads and validates a file that should hold task `id`.
+    /// Reads and validates a file that should hold task `id`: a regular file (never through a
+    /// symbolic link, never blocking on a FIFO) of at most [`max_task_bytes`](Self::max_task_bytes).
     pub fn read_path(&self, id: &TaskId, path: &Path) -> Result<Task, FileError> {
-        let bytes = fs::read(path).map_err(|e| FileError {
-            path: path.to_owned(),
-            message: format!("cannot read: {e}"),
-            io: Some(e.kind()),
+        self.read_file(id, path).map(|(task, _)| task)
+    }
+
+    /// [`read_path`](Self::read_path), with the metadata of the file as it was read.
+    fn read_file(&self, id: &TaskId, path: &Path) -> Result<(Task, fs::Metadata), FileError> {
+        let max = self.inner.max_task_bytes;
+        let (bytes, meta) = read_capped_meta(path, max).map_err(|e| {
+            let (message, io) = match e.kind() {
+                io::ErrorKind::FileTooLarge => (too_large_message(max), None),
+                io::ErrorKind::InvalidData => (format!("{e}; left untouched"), None),
+                kind => (format!("cannot read: {e}"), Some(kind)),
+            };
+            FileError {
+                path: path.to_owned(),
+                message,
+                io,
+            }
         })?;
         let task = Task::from_json(&bytes).map_err(|e| FileError {
             path: path.to_owned(),
@@ -232,7 +293,7 @@ impl TaskDir {
                 io: None,
             });
         }
-        Ok(task)
+        Ok((task, meta))
     }
 
     /// Writes tasks atomically (temporary file, then rename: never a torn file) and durably per
@@ -246,13 +307,7 @@ impl TaskDir {
         let mut temps = Vec::with_capacity(tasks.len());
         let result = (|| -> io::Result<()> {
             for task in tasks {
-                let tmp = dir.join(format!(
-                    ".{}.json.tmp-{}-{}",
-                    task.id(),
-                    std::process::id(),
-                    rand_suffix()
-                ));
-                let mut f = File::create(&tmp)?;
+                let (tmp, mut f) = create_exclusive(dir, &format!(".{}.json.tmp-", task.id()))?;
                 temps.push((tmp, self.path_of(task.id())));
                 f.write_all(&task.to_pretty_json())?;
                 if durability == Durability::PerFile {
@@ -287,7 +342,7 @@ impl TaskDir {
         }
         let mut index = self.load_index();
         for task in tasks {
-            if let Ok(meta) = fs::metadata(self.path_of(task.id())) {
+            if let Ok(meta) = fs::symlink_metadata(self.path_of(task.id())) {
                 index
                     .entries
                     .insert(task.id().to_string(), (stamp_of(&meta), task.hash()));
@@ -321,12 +376,20 @@ impl TaskDir {
 /// Takes an exclusive lock on `path` (created when missing), polling up to `timeout` while
 /// another process holds it. `Ok(None)`: the wait ran out. The lock lasts as long as the file
 /// stays open, and the OS releases it when its process dies, so a crash never leaves it stuck.
+///
+/// The lock file may sit where others can write (a shared folder): it is opened without
+/// following a symbolic link (so nothing is ever created or truncated through one) and without
+/// blocking, and anything but a regular file is refused with an `InvalidData` error.
 pub fn lock_file(path: &Path, timeout: std::time::Duration) -> io::Result<Option<File>> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
+    let mut options = fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    let file = no_follow(&mut options)
+        .open(path)
+        .map_err(|e| explain_open_error(path, e))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
     let start = std::time::Instant::now();
     loop {
         match file.try_lock() {
@@ -338,6 +401,136 @@ pub fn lock_file(path: &Path, timeout: std::time::Duration) -> io::Result<Option
             Err(fs::TryLockError::Error(e)) => return Err(e),
         }
     }
+}
+
+/// Opens `path` for reading if, and only if, it is a regular file. A symbolic link is never
+/// followed (`O_NOFOLLOW`), a FIFO or device never blocks the open (`O_NONBLOCK`), and the check
+/// uses the metadata of the opened handle, so the file cannot be swapped after it.
+///
+/// # Errors
+/// `NotFound` when nothing is there; `InvalidData` ("is a symbolic link, not a regular file")
+/// for anything that is not a regular file; other I/O errors as they come.
+pub fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    let file = no_follow(&mut options)
+        .open(path)
+        .map_err(|e| explain_open_error(path, e))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    Ok((file, meta))
+}
+
+/// Reads a regular file (see [`open_regular`]) of at most `max` bytes. A larger file is refused
+/// by its size before anything is read, and reading stops after `max + 1` bytes should it grow
+/// meanwhile, so a huge (or sparse) file costs one `fstat`.
+///
+/// # Errors
+/// Those of [`open_regular`], and `FileTooLarge` when the file holds more than `max` bytes.
+pub fn read_capped(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    read_capped_meta(path, max).map(|(bytes, _)| bytes)
+}
+
+fn read_capped_meta(path: &Path, max: usize) -> io::Result<(Vec<u8>, fs::Metadata)> {
+    let (file, meta) = open_regular(path)?;
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("holds more than the limit of {max} bytes"),
+        )
+    };
+    if meta.len() > max as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(too_large());
+    }
+    Ok((bytes, meta))
+}
+
+/// Creates a new file in `dir` named `prefix` followed by 128 random bits in hex, so nobody can
+/// plant anything at the name beforehand. The file is created exclusively (`O_CREAT|O_EXCL`,
+/// never through a symbolic link): an existing name is never opened, another is drawn.
+pub fn create_exclusive(dir: &Path, prefix: &str) -> io::Result<(PathBuf, File)> {
+    let mut attempts = 0;
+    loop {
+        let path = dir.join(format!("{prefix}{:032x}", rand::random::<u128>()));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        match no_follow(&mut options).open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Never follow a symbolic link in the last component, never block opening a FIFO or device.
+#[cfg(unix)]
+fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    options.custom_flags(flags.bits() as i32)
+}
+
+/// Elsewhere only the check of the opened handle applies.
+#[cfg(not(unix))]
+fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
+    options
+}
+
+/// An open refused because of what the path is (`ELOOP` for a symbolic link under
+/// `O_NOFOLLOW`, `ENXIO` for a FIFO without a reader) says what it is.
+fn explain_open_error(path: &Path, e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        return e;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() => not_regular(meta.file_type()),
+        _ => e,
+    }
+}
+
+/// "is a symbolic link, not a regular file", as an `InvalidData` error.
+fn not_regular(file_type: fs::FileType) -> io::Error {
+    let what = if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else {
+        special_kind(file_type)
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("is {what}, not a regular file"),
+    )
+}
+
+#[cfg(unix)]
+fn special_kind(file_type: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: fs::FileType) -> &'static str {
+    "a special file"
+}
+
+fn too_large_message(max: usize) -> String {
+    format!("is larger than the limit of {max} bytes for one task (max_task_bytes); left untouched")
 }
 
 /// `name` with every character but `A-Z a-z 0-9 - _` replaced by `_`: a config-given name
@@ -354,18 +547,14 @@ pub fn file_safe_name(name: &str) -> String {
         .collect()
 }
 
-/// Writes one file atomically: a temporary file in the same directory, then a rename.
+/// Writes one file atomically: a new file made by [`create_exclusive`] in the same directory,
+/// then a rename over `path` (which replaces a symbolic link there, never writes through it).
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
+    let (tmp, mut f) = create_exclusive(dir, &format!(".{name}.tmp-"))?;
     let result = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;
@@ -380,10 +569,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-fn rand_suffix() -> u32 {
-    rand::random()
 }
 
 fn stamp_of(meta: &fs::Metadata) -> Stamp {
@@ -431,4 +616,176 @@ fn sync_filesystem<'a>(_dir: &Path, files: impl Iterator<Item = &'a Path>) -> io
         File::open(f)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn task(id: &str) -> Task {
+        Task::from_value(serde_json::json!({"id": id, "description": "d"})).unwrap()
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from(0o644)).unwrap();
+    }
+
+    /// Runs `f` on its own thread. Should it hang on `fifo`, the FIFO's other end is opened so
+    /// the thread is released, and the test fails.
+    fn never_hangs<T: Send + 'static>(fifo: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(v) => v,
+            Err(_) => {
+                let mut writer = fs::OpenOptions::new();
+                let _w = no_follow(writer.write(true)).open(fifo);
+                let mut reader = fs::OpenOptions::new();
+                let _r = no_follow(reader.read(true)).open(fifo);
+                panic!("blocked on the FIFO {}", fifo.display());
+            }
+        }
+    }
+
+    #[test]
+    fn open_regular_refuses_links_fifos_and_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside.txt");
+        fs::write(&outside, b"secret").unwrap();
+        let link = tmp.path().join("link.json");
+        symlink(&outside, &link).unwrap();
+        let fifo = tmp.path().join("fifo.json");
+        mkfifo(&fifo);
+        let dir = tmp.path().join("dir.json");
+        fs::create_dir(&dir).unwrap();
+
+        let err = |p: &Path| open_regular(p).map(|_| ()).unwrap_err();
+        let e = err(&link);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "is a symbolic link, not a regular file");
+        let f = fifo.clone();
+        let e = never_hangs(&fifo, move || open_regular(&f).map(|_| ()).unwrap_err());
+        assert_eq!(e.to_string(), "is a FIFO, not a regular file");
+        assert_eq!(err(&dir).to_string(), "is a directory, not a regular file");
+        assert_eq!(
+            err(&tmp.path().join("absent")).kind(),
+            io::ErrorKind::NotFound
+        );
+        assert!(open_regular(&outside).is_ok());
+    }
+
+    #[test]
+    fn read_capped_stops_at_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        fs::write(&p, b"12345").unwrap();
+        assert_eq!(read_capped(&p, 5).unwrap(), b"12345");
+        assert_eq!(
+            read_capped(&p, 4).unwrap_err().kind(),
+            io::ErrorKind::FileTooLarge
+        );
+        // A sparse file far beyond the limit is refused by its size: nothing is read.
+        let sparse = tmp.path().join("sparse");
+        File::create(&sparse).unwrap().set_len(3 << 30).unwrap();
+        let e = read_capped(&sparse, DEFAULT_MAX_TASK_BYTES).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "holds more than the limit of 1048576 bytes");
+    }
+
+    #[test]
+    fn task_files_that_are_links_or_too_large_are_problems_left_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside.json");
+        fs::write(&outside, task("linked").to_pretty_json()).unwrap();
+        let dir = TaskDir::new(tmp.path().join("tasks"), None, Durability::None)
+            .with_max_task_bytes(4096);
+        dir.create().unwrap();
+        dir.write_batch(&[task("good")]).unwrap();
+        symlink(&outside, dir.dir().join("linked.json")).unwrap();
+        let big =
+            Task::from_value(serde_json::json!({"id": "big", "description": "x".repeat(5000)}))
+                .unwrap();
+        fs::write(dir.dir().join("big.json"), big.to_pretty_json()).unwrap();
+
+        let scan = dir.scan().unwrap();
+        assert_eq!(
+            scan.hashes.keys().map(TaskId::as_str).collect::<Vec<_>>(),
+            ["good"]
+        );
+        let problems: Vec<String> = scan.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].ends_with(
+            "big.json: is larger than the limit of 4096 bytes for one task (max_task_bytes); \
+             left untouched"
+        ));
+        assert!(problems[1]
+            .ends_with("linked.json: is a symbolic link, not a regular file; left untouched"));
+        let linked = TaskId::new("linked").unwrap();
+        let e = dir.read(&linked).unwrap_err();
+        assert!(e.message.contains("symbolic link") && e.io.is_none(), "{e}");
+        assert!(dir.read(&TaskId::new("big").unwrap()).is_err());
+        assert!(fs::symlink_metadata(dir.path_of(&linked))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn a_lock_file_is_never_followed_nor_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wait = Duration::from_secs(1);
+        // A symbolic link to a file that does not exist yet: the target is never created.
+        let target = tmp.path().join("planted");
+        let link = tmp.path().join("link.lock");
+        symlink(&target, &link).unwrap();
+        let e = lock_file(&link, wait).unwrap_err();
+        assert_eq!(e.to_string(), "is a symbolic link, not a regular file");
+        assert!(!target.exists());
+        // A symbolic link to a file with content: never truncated or locked through.
+        fs::write(&target, b"keep me").unwrap();
+        assert!(lock_file(&link, wait).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
+        // A FIFO: refused at once.
+        let fifo = tmp.path().join("fifo.lock");
+        mkfifo(&fifo);
+        let f = fifo.clone();
+        let e = never_hangs(&fifo, move || lock_file(&f, wait).map(|_| ()).unwrap_err());
+        assert_eq!(e.to_string(), "is a FIFO, not a regular file");
+        // A regular file keeps its content.
+        let plain = tmp.path().join("plain.lock");
+        fs::write(&plain, b"pid 1").unwrap();
+        assert!(lock_file(&plain, wait).unwrap().is_some());
+        assert_eq!(fs::read(&plain).unwrap(), b"pid 1");
+    }
+
+    #[test]
+    fn new_files_get_fresh_unpredictable_names_and_links_are_replaced_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, _) = create_exclusive(tmp.path(), ".probe-").unwrap();
+        let (b, _) = create_exclusive(tmp.path(), ".probe-").unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        assert_eq!(name.len(), ".probe-".len() + 32);
+
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"keep me").unwrap();
+        let dest = tmp.path().join("dest.json");
+        symlink(&victim, &dest).unwrap();
+        write_atomic(&dest, b"new", false).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+        assert!(fs::symlink_metadata(&dest).unwrap().is_file());
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        let left: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
