@@ -4,7 +4,7 @@
 //! Blocking: call it from `spawn_blocking` in async code.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, Write as _};
+use std::io::{self, Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -262,29 +262,239 @@ impl Replica {
         }
         let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        // A crash may have torn the last line: start on a line of our own, so that line stays
+        // the only one lost.
+        if f.metadata().map_err(io_err(&path))?.len() > 0 {
+            let mut last = [0u8];
+            f.seek(io::SeekFrom::End(-1)).map_err(io_err(&path))?;
+            f.read_exact(&mut last).map_err(io_err(&path))?;
+            if last[0] != b'\n' {
+                buf.insert(0, b'\n');
+            }
+        }
         f.write_all(&buf).map_err(io_err(&path))?;
         f.sync_data().map_err(io_err(&path))
     }
 
     /// The conflict journal, oldest first. Lines that cannot be parsed (a torn last line after
-    /// a crash) are skipped.
+    /// a crash, even one torn inside a multibyte character) are skipped.
     pub fn conflicts(&self) -> Result<Vec<ConflictRecord>, CacheError> {
         let path = self.data_dir.join("conflicts.jsonl");
-        let f = match File::open(&path) {
-            Ok(f) => f,
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let mut out = Vec::new();
-        for line in io::BufReader::new(f).lines() {
-            let line = line.map_err(io_err(&path))?;
-            if let Ok(r) = serde_json::from_str(&line) {
-                out.push(r);
+        Ok(bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect())
+    }
+
+    /// Moves task `id`'s file, whatever it is (a corrupt or unreadable file, a symbolic link, a
+    /// FIFO, a directory), out of the cache into `<data_dir>/quarantine/<id>.<UTC time>.json`,
+    /// so a sync can replace it without destroying it. The file is renamed, never read or
+    /// copied, and never lands on an earlier quarantined file. Returns its new path.
+    ///
+    /// # Errors
+    /// [`CacheError::NotFound`] when the cache has no file for `id`; I/O failures.
+    pub fn quarantine(&self, _lock: &CacheLock, id: &TaskId) -> Result<PathBuf, CacheError> {
+        let from = self.tasks.path_of(id);
+        match fs::symlink_metadata(&from) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(CacheError::NotFound(id.to_string()))
             }
+            Err(e) => return Err(io_err(&from)(e)),
         }
+        let dir = self.quarantine_dir();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let mut to = dir.join(format!("{id}.{stamp}.json"));
+        let mut n = 1;
+        // The cache lock keeps other hypertask processes out between this check and the rename.
+        while fs::symlink_metadata(&to).is_ok() {
+            to = dir.join(format!("{id}.{stamp}-{n}.json"));
+            n += 1;
+        }
+        fs::rename(&from, &to).map_err(io_err(&from))?;
+        Ok(to)
+    }
+
+    /// What [`quarantine`](Self::quarantine) moved aside, sorted by path (per task, oldest
+    /// first).
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>, CacheError> {
+        let dir = self.quarantine_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            // Ids hold no dot: the task is what comes before the first one.
+            let id = name
+                .to_str()
+                .and_then(|n| n.split('.').next())
+                .and_then(|stem| TaskId::new(stem).ok());
+            out.push(Quarantined {
+                id,
+                path: entry.path(),
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    fn quarantine_dir(&self) -> PathBuf {
+        self.data_dir.join("quarantine")
+    }
+}
+
+/// A file [`Replica::quarantine`] moved out of the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The task it was the file of, read from its name.
+    pub id: Option<TaskId>,
+    /// Where it is now, under `<data_dir>/quarantine`.
+    pub path: PathBuf,
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn task(id: &str) -> Task {
+        Task::from_value(serde_json::json!({"id": id, "description": "d"})).unwrap()
+    }
+
+    fn record(n: usize) -> ConflictRecord {
+        ConflictRecord {
+            at: "2026-01-01T00:00:00.000Z".into(),
+            driver: "box".into(),
+            side: Side::Local,
+            task: TaskId::new("t").unwrap(),
+            field: "description".into(),
+            lost: Some(Value::String(format!("vérsion {n} ✓"))),
+            kept: None,
+        }
+    }
+
+    fn replica() -> (tempfile::TempDir, Replica, CacheLock) {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = Replica::open(tmp.path().join("data")).unwrap();
+        let lock = r.lock(Duration::from_secs(5)).unwrap();
+        (tmp, r, lock)
+    }
+
+    #[test]
+    fn a_journal_torn_inside_a_multibyte_character_still_reads() {
+        let (_tmp, r, lock) = replica();
+        r.record_conflicts(&lock, &[record(1)]).unwrap();
+        let path = r.data_dir().join("conflicts.jsonl");
+        let mut torn = serde_json::to_vec(&record(2)).unwrap();
+        // Cut inside the three bytes of '✓'.
+        let check = torn.windows(3).position(|w| w == "✓".as_bytes()).unwrap();
+        torn.truncate(check + 1);
+        assert!(std::str::from_utf8(&torn).is_err());
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
+        assert_eq!(r.conflicts().unwrap(), [record(1)]);
+        // The next record starts on a line of its own: only the torn one is lost.
+        r.record_conflicts(&lock, &[record(3)]).unwrap();
+        assert_eq!(r.conflicts().unwrap(), [record(1), record(3)]);
+    }
+
+    #[test]
+    fn a_cache_file_that_is_a_link_is_a_problem_never_read_through() {
+        let (tmp, r, lock) = replica();
+        r.put(&lock, &[task("good")]).unwrap();
+        let outside = tmp.path().join("outside.json");
+        fs::write(&outside, task("linked").to_pretty_json()).unwrap();
+        let linked = TaskId::new("linked").unwrap();
+        symlink(&outside, r.task_dir().path_of(&linked)).unwrap();
+        let scan = r.scan().unwrap();
+        assert_eq!(scan.hashes.len(), 1);
+        assert_eq!(scan.problems.len(), 1);
+        assert!(scan.problems[0].message.contains("symbolic link"));
+        assert!(matches!(r.get(&linked), Err(CacheError::Corrupt(_))));
+        let (tasks, problems) = r.all().unwrap();
+        assert_eq!((tasks.len(), problems.len()), (1, 1));
+    }
+
+    #[test]
+    fn quarantine_moves_any_file_aside_without_reading_or_following_it() {
+        let (tmp, r, lock) = replica();
+        let id = |s: &str| TaskId::new(s).unwrap();
+        let outside = tmp.path().join("outside.json");
+        fs::write(&outside, b"not ours").unwrap();
+        let dir = r.task_dir().dir().to_owned();
+        fs::write(dir.join("corrupt.json"), b"{ torn").unwrap();
+        symlink(&outside, dir.join("link.json")).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            dir.join("fifo.json"),
+            rustix::fs::Mode::from(0o644),
+        )
+        .unwrap();
+        fs::create_dir(dir.join("adir.json")).unwrap();
+        r.put(&lock, &[task("good")]).unwrap();
+
+        let mut moved = Vec::new();
+        for name in ["corrupt", "link", "fifo", "adir"] {
+            let to = r.quarantine(&lock, &id(name)).unwrap();
+            assert!(!dir.join(format!("{name}.json")).exists());
+            assert!(fs::symlink_metadata(dir.join(format!("{name}.json"))).is_err());
+            assert!(to.starts_with(r.data_dir().join("quarantine")));
+            let file = to.file_name().unwrap().to_str().unwrap();
+            assert!(
+                file.starts_with(&format!("{name}.")) && file.ends_with(".json"),
+                "{file}"
+            );
+            moved.push(to);
+        }
+        assert_eq!(fs::read(&moved[0]).unwrap(), b"{ torn");
+        assert!(fs::symlink_metadata(&moved[1]).unwrap().is_symlink());
+        assert_eq!(fs::read(&outside).unwrap(), b"not ours");
+        assert!(fs::symlink_metadata(&moved[3]).unwrap().is_dir());
+        let scan = r.scan().unwrap();
+        assert!(scan.problems.is_empty(), "{:?}", scan.problems);
+        assert_eq!(scan.hashes.len(), 1);
+
+        // A second file of the same task never lands on the first.
+        fs::write(dir.join("corrupt.json"), b"{ torn again").unwrap();
+        let again = r.quarantine(&lock, &id("corrupt")).unwrap();
+        assert_ne!(again, moved[0]);
+        assert_eq!(fs::read(&moved[0]).unwrap(), b"{ torn");
+        assert_eq!(fs::read(&again).unwrap(), b"{ torn again");
+
+        let listed = r.quarantined().unwrap();
+        assert_eq!(listed.len(), 5);
+        let ids: Vec<&str> = listed
+            .iter()
+            .map(|q| q.id.as_ref().unwrap().as_str())
+            .collect();
+        assert_eq!(ids, ["adir", "corrupt", "corrupt", "fifo", "link"]);
+        assert!(matches!(
+            r.quarantine(&lock, &id("absent")),
+            Err(CacheError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn nothing_quarantined_is_an_empty_list() {
+        let (_tmp, r, _lock) = replica();
+        assert!(r.quarantined().unwrap().is_empty());
     }
 }

@@ -14,7 +14,6 @@ pub mod files;
 mod hash;
 mod memory;
 mod merge;
-mod quarantine;
 mod registry;
 mod spec;
 mod store;
@@ -22,7 +21,9 @@ mod sync;
 mod task;
 
 pub use backoff::Backoff;
-pub use cache::{CacheError, CacheLock, ConflictRecord, Replica, Side, DEFAULT_LOCK_TIMEOUT};
+pub use cache::{
+    CacheError, CacheLock, ConflictRecord, Quarantined, Replica, Side, DEFAULT_LOCK_TIMEOUT,
+};
 pub use checked::{Checked, DEFAULT_TIMEOUT};
 pub use driver::{
     Access, Answers, Batch, Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem,
