@@ -28,7 +28,8 @@ pub const KIND: &str = "fs";
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
         let config: FsConfig = spec.config()?;
-        let store = FsStore::new(&spec.name, &config, &spec.data_dir)?;
+        let store = FsStore::new(&spec.name, &config, &spec.data_dir)?
+            .with_max_task_bytes(spec.max_task_bytes);
         Ok(Arc::new(StoreDriver::new(store)) as Arc<dyn Driver>)
     });
 }

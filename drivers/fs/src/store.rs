@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hypertask_core::files::{lock_file, Durability, TaskDir};
+use hypertask_core::files::{create_exclusive, lock_file, Durability, TaskDir};
 use hypertask_core::{
     async_trait, expand_path, merge_tasks, Capabilities, ContentHash, DriverError, DriverInfo,
     Entry, ErrorKind, Gets, Health, Inventory, Problem, PutOutcome, Puts, Store, StoreInventory,
@@ -36,7 +36,7 @@ pub struct FsStore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     name: String,
     tasks: TaskDir,
@@ -68,6 +68,16 @@ impl FsStore {
                 create: config.create,
             }),
         })
+    }
+
+    /// The same store reading task files of at most `max` bytes (default
+    /// [`DEFAULT_MAX_TASK_BYTES`](hypertask_core::DEFAULT_MAX_TASK_BYTES), 1 MiB; the driver
+    /// table's `max_task_bytes`). Anyone who can write the shared directory can put a huge file
+    /// there: a larger one is reported as an invalid task by its size, without being read.
+    pub fn with_max_task_bytes(mut self, max: usize) -> FsStore {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.tasks = inner.tasks.clone().with_max_task_bytes(max);
+        self
     }
 
     /// The shared directory.
@@ -320,8 +330,12 @@ impl Inner {
                 })
             }
         }
-        let probe = dir.join(format!(".hypertask-check-{}", std::process::id()));
-        if let Err(e) = fs::write(&probe, b"").and_then(|()| fs::remove_file(&probe)) {
+        // A new file under a random name: nothing planted in the shared directory is written.
+        let probe = create_exclusive(dir, ".hypertask-check-").and_then(|(path, file)| {
+            drop(file);
+            fs::remove_file(path)
+        });
+        if let Err(e) = probe {
             return Ok(Health {
                 ok: false,
                 detail: format!("{} is not writable: {e}", dir.display()),
