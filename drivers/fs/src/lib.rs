@@ -5,6 +5,10 @@
 //!   compare-and-swap under a lock file in the directory, so two processes never lose an update.
 //! - Foreign files are ignored; corrupt files and files whose name and id disagree are reported
 //!   by name and never overwritten.
+//! - Anyone who can write the folder is untrusted: a task file is read only when it is a regular
+//!   file of at most `max_task_bytes` (a symbolic link, FIFO, device or directory named like a
+//!   task, or a larger file, is reported by name and left alone, never followed, never blocks),
+//!   and the lock and `drivers --check` probe never open a symbolic link or a planted name.
 //! - Cloud-sync conflicted copies of a task are merged in with the core merge rule, then removed.
 //! - A configured directory that does not exist is an error (most likely a typo or an unmounted
 //!   drive) unless `create = true`.

@@ -117,6 +117,15 @@ async fn task_named_links_are_reported_never_read_through_nor_replaced() {
     fs::write(&secret, &outside).unwrap();
     symlink(&secret, dir.join("linked.json")).unwrap();
     symlink(shared.outside("nowhere.json"), dir.join("dangling.json")).unwrap();
+    // A conflicted copy of `good` linked to an outside state of it: never merged in.
+    let copy_state = shared.outside("copy.json");
+    fs::write(
+        &copy_state,
+        task("good", "from outside, newer").to_pretty_json(),
+    )
+    .unwrap();
+    let copy = dir.join("good (Ann's conflicted copy 2026-01-02).json");
+    symlink(&copy_state, &copy).unwrap();
     symlink(shared.tmp.path(), dir.join("updir.json")).unwrap();
     fs::create_dir(dir.join("adir.json")).unwrap();
     let s = shared.store(None);
@@ -126,6 +135,7 @@ async fn task_named_links_are_reported_never_read_through_nor_replaced() {
         inv.entries.keys().map(TaskId::as_str).collect::<Vec<_>>(),
         ["good"]
     );
+    assert_eq!(inv.entries[&id("good")].hash, task("good", "fine").hash());
     let mut problems: Vec<(String, String)> = inv
         .problems
         .iter()
@@ -184,6 +194,16 @@ async fn task_named_links_are_reported_never_read_through_nor_replaced() {
         fs::read(dir.join("good.json")).unwrap(),
         good.to_pretty_json()
     );
+    // Ending the sync folds no linked copy in, and leaves the link.
+    StoreDriver::new(s.clone()).finish().await.unwrap();
+    assert_eq!(
+        fs::read(dir.join("good.json")).unwrap(),
+        good.to_pretty_json()
+    );
+    assert!(fs::symlink_metadata(&copy)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
