@@ -381,6 +381,7 @@ impl TaskDir {
 /// following a symbolic link (so nothing is ever created or truncated through one) and without
 /// blocking, and anything but a regular file is refused with an `InvalidData` error.
 pub fn lock_file(path: &Path, timeout: std::time::Duration) -> io::Result<Option<File>> {
+    refuse_link(path)?;
     let mut options = fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
     let file = no_follow(&mut options)
@@ -411,6 +412,7 @@ pub fn lock_file(path: &Path, timeout: std::time::Duration) -> io::Result<Option
 /// `NotFound` when nothing is there; `InvalidData` ("is a symbolic link, not a regular file")
 /// for anything that is not a regular file; other I/O errors as they come.
 pub fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    refuse_link(path)?;
     let mut options = fs::OpenOptions::new();
     options.read(true);
     let file = no_follow(&mut options)
@@ -477,10 +479,25 @@ fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
     options.custom_flags(flags.bits() as i32)
 }
 
-/// Elsewhere only the check of the opened handle applies.
+/// Elsewhere the open itself may follow a link: [`refuse_link`] checks the path first, and the
+/// check of the opened handle still applies.
 #[cfg(not(unix))]
 fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
     options
+}
+
+/// Where opens cannot refuse to follow a link, refuses a path that is one before opening it.
+#[cfg(not(unix))]
+fn refuse_link(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(not_regular(meta.file_type())),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn refuse_link(_: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// An open refused because of what the path is (`ELOOP` for a symbolic link under
