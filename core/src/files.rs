@@ -48,7 +48,7 @@ impl Durability {
     }
 }
 
-/// A file that is not a valid task, left untouched.
+/// A file that is not a valid task (whoever reports it leaves it untouched or quarantines it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileProblem {
     /// The task the file is named for.
@@ -196,7 +196,7 @@ impl TaskDir {
                 }
             };
             if !meta.is_file() {
-                let message = format!("{}; left untouched", not_regular(meta.file_type()));
+                let message = not_regular(meta.file_type()).to_string();
                 scan.problems.push(FileProblem {
                     id: Some(id),
                     path,
@@ -269,7 +269,7 @@ impl TaskDir {
         let (bytes, meta) = read_capped_meta(path, max).map_err(|e| {
             let (message, io) = match e.kind() {
                 io::ErrorKind::FileTooLarge => (too_large_message(max), None),
-                io::ErrorKind::InvalidData => (format!("{e}; left untouched"), None),
+                io::ErrorKind::InvalidData => (e.to_string(), None),
                 kind => (format!("cannot read: {e}"), Some(kind)),
             };
             FileError {
@@ -280,16 +280,13 @@ impl TaskDir {
         })?;
         let task = Task::from_json(&bytes).map_err(|e| FileError {
             path: path.to_owned(),
-            message: format!("not a valid task ({e}); left untouched"),
+            message: format!("not a valid task ({e})"),
             io: None,
         })?;
         if task.id() != id {
             return Err(FileError {
                 path: path.to_owned(),
-                message: format!(
-                    "holds task '{}' but is named for '{id}'; left untouched",
-                    task.id()
-                ),
+                message: format!("holds task '{}' but is named for '{id}'", task.id()),
                 io: None,
             });
         }
@@ -547,7 +544,7 @@ fn special_kind(_: fs::FileType) -> &'static str {
 }
 
 fn too_large_message(max: usize) -> String {
-    format!("is larger than the limit of {max} bytes for one task (max_task_bytes); left untouched")
+    format!("is larger than the limit of {max} bytes for one task (max_task_bytes)")
 }
 
 /// `name` with every character but `A-Z a-z 0-9 - _` replaced by `_`: a config-given name
@@ -737,11 +734,9 @@ mod tests {
         let problems: Vec<String> = scan.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].ends_with(
-            "big.json: is larger than the limit of 4096 bytes for one task (max_task_bytes); \
-             left untouched"
+            "big.json: is larger than the limit of 4096 bytes for one task (max_task_bytes)"
         ));
-        assert!(problems[1]
-            .ends_with("linked.json: is a symbolic link, not a regular file; left untouched"));
+        assert!(problems[1].ends_with("linked.json: is a symbolic link, not a regular file"));
         let linked = TaskId::new("linked").unwrap();
         let e = dir.read(&linked).unwrap_err();
         assert!(e.message.contains("symbolic link") && e.io.is_none(), "{e}");

@@ -11,13 +11,21 @@ pub(crate) fn io(name: &str, path: &Path, e: io::Error) -> DriverError {
     DriverError::io(name, path.display(), e)
 }
 
-/// A task file that could not be read or is not a valid task: it fails alone.
+/// A task file that could not be read or is not a valid task: it fails alone, untouched.
 pub(crate) fn file(name: &str, e: FileError) -> DriverError {
-    let kind = match e.io {
-        Some(_) => ErrorKind::Io,
-        None => ErrorKind::InvalidData,
-    };
-    DriverError::new(name, kind, e.to_string())
+    match e.io {
+        Some(_) => DriverError::new(name, ErrorKind::Io, e.to_string()),
+        None => invalid(name, e),
+    }
+}
+
+/// A file in the shared directory that is not a valid task: reported, never changed.
+pub(crate) fn invalid(name: &str, what: impl std::fmt::Display) -> DriverError {
+    DriverError::new(
+        name,
+        ErrorKind::InvalidData,
+        format!("{what}; left untouched"),
+    )
 }
 
 /// The configured directory does not exist and `create` is off.

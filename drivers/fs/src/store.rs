@@ -226,7 +226,7 @@ impl Inner {
         inventory
             .problems
             .extend(scan.problems.into_iter().map(|p| Problem {
-                error: DriverError::new(&self.name, ErrorKind::InvalidData, p.to_string()),
+                error: error::invalid(&self.name, &p),
                 id: p.id,
             }));
         Ok(inventory)
