@@ -12,9 +12,13 @@
 #![deny(missing_docs)]
 
 mod clone;
+mod commit;
 mod config;
 mod error;
+mod integrate;
 mod store;
+mod tree;
+mod worktree;
 
 use std::sync::Arc;
 

@@ -9,9 +9,10 @@ use hypertask_core::{
     Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
-use crate::clone::{task_rel_path, Session, WorkingClone};
+use crate::clone::{Session, WorkingClone};
 use crate::config::{redact_url, GitConfig};
 use crate::error;
+use crate::tree::task_rel_path;
 use crate::KIND;
 
 /// Tasks as `tasks/<id>.json` in a git working clone, optionally synced through a remote.
