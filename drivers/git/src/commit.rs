@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::{Commit, ObjectType, Oid, Signature, Status, StatusOptions};
 use hypertask_core::{DriverError, TaskId};
 
-use crate::clone::{parse_task, Session};
 use crate::error;
+use crate::repo::{parse_task, Session};
 use crate::tree::{self, task_id_of_path, RawEntry, MODE_BLOB, TASKS_DIR};
 use crate::worktree::{stat_entry, OnDisk};
 

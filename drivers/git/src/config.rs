@@ -24,8 +24,10 @@ pub struct GitConfig {
     /// The working clone. Default: `<data_dir>/git/<NAME>`.
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// Where to fetch from and push to: a local path, a `file://` URL, an ssh URL
-    /// (`ssh://…` or `user@host:path`, authenticated through the ssh agent) or `git://`.
+    /// Where to fetch from and push to: anything the installed `git` reaches — a local path, a
+    /// `file://`, `https://`, `http://`, `ssh://` or `git://` URL, or `user@host:path` —
+    /// authenticated the way the user's git is (credential helpers, `~/.ssh/config`, keys,
+    /// the ssh agent).
     #[serde(default)]
     pub remote: Option<String>,
     /// The branch tasks live on.
@@ -51,10 +53,10 @@ fn default_branch() -> String {
 /// Where the remote is, decided once from the configured string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RemoteLocation {
-    /// A repository on this machine (a path or a `file://` URL): fetched with libgit2 and
-    /// pushed with an atomic compare-and-swap of the branch ref.
+    /// A repository on this machine (a path or a `file://` URL): its absence is reported as
+    /// such, and `create_remote` may create it.
     Local(PathBuf),
-    /// A repository reached over the network (ssh, git).
+    /// A repository reached over the network (https, ssh, git, …).
     Network(String),
 }
 
@@ -134,18 +136,15 @@ fn classify_remote(r: &str) -> Result<RemoteLocation, String> {
         )))));
     }
     if let Some((scheme, _)) = r.split_once("://") {
-        return match scheme {
-            "ssh" | "git" | "git+ssh" | "ssh+git" => Ok(RemoteLocation::Network(r.to_owned())),
-            "http" | "https" => Err(format!(
-                "`remote` = {:?}: this build speaks ssh, git:// and local paths, not {scheme}; \
-                 use the ssh URL of the repository",
-                redact_url(r)
-            )),
-            other => Err(format!(
-                "`remote` = {:?}: unsupported URL scheme '{other}'",
-                redact_url(r)
-            )),
-        };
+        let plain = !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !plain {
+            return Err(format!("`remote` = {:?} is not a valid URL", redact_url(r)));
+        }
+        // http(s), ssh, git and any scheme a git remote helper handles: git itself decides.
+        return Ok(RemoteLocation::Network(r.to_owned()));
     }
     let scp_like = match (r.find(':'), r.find('/')) {
         (Some(colon), Some(slash)) => colon < slash,
@@ -236,8 +235,10 @@ mod tests {
         assert!(net("git@example.org:me/tasks.git"));
         assert!(net("ssh://git@example.org/me/tasks.git"));
         assert!(net("git://example.org/tasks.git"));
-        let err = classify_remote("https://u:secret@example.org/t.git").unwrap_err();
-        assert!(err.contains("ssh") && !err.contains("secret"), "{err}");
+        assert!(net("https://u:secret@example.org/t.git"));
+        assert!(net("http://127.0.0.1:8080/t.git"));
+        let err = classify_remote("ht tp://u:secret@example.org/t.git").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
         assert_eq!(
             classify_remote("file:///srv/my%20tasks.git"),
             Ok(RemoteLocation::Local(PathBuf::from("/srv/my tasks.git")))

@@ -8,8 +8,8 @@
 use git2::{Commit, Oid, Tree};
 use hypertask_core::{merge, DriverError, ErrorKind, TaskId};
 
-use crate::clone::{parse_task, Session, ORIGIN};
 use crate::commit::count_tasks;
+use crate::repo::{parse_task, Session, ORIGIN};
 use crate::tree::{
     self, entries, task_id_of_name, RawEntry, RawTree, MODE_BLOB, MODE_EXECUTABLE, MODE_TREE,
     TASKS_DIR,

@@ -7,16 +7,35 @@
 //! task with the core merge rule — never a textual merge, never a conflict marker. A push that
 //! loses a race fetches, merges and pushes again.
 //!
+//! # Transport: the user's own `git`
+//!
+//! Fetch and push run the installed `git` program; libgit2 does everything local (objects,
+//! trees, commits, the index). The alternative, libgit2's own https and ssh transports, would
+//! link OpenSSL and libssh2 into every build and still not reach what the user's git reaches:
+//! credential helpers, `~/.ssh/config` (`Host` aliases, `ProxyJump`, identity files), private
+//! CAs from `http.sslCAInfo`/`GIT_SSL_CAINFO`, proxies, `insteadOf` rewrites, remote helpers.
+//! Running git (as cargo's `net.git-fetch-with-cli` does) gets all of that for free, keeps the
+//! build free of system libraries beyond a C compiler, and lets the server's receive-pack make
+//! every push a compare-and-swap. git runs non-interactively, within the driver's timeout, its
+//! output bounded; its failures are reported in one sentence naming the remote.
+//!
+//! # A remote is someone else's data
+//!
+//! Only `tasks/<id>.json` regular files are ever written from a remote's tree, never
+//! executable, never through a symlink, never outside the clone or into `.git`; everything
+//! else in a tree stays in git's object store (see `worktree`).
+//!
 //! The driver implements [`hypertask_core::Store`]; [`hypertask_core::StoreDriver`] adds the
 //! merge and compare-and-swap retry. All git work runs on tokio's blocking pool.
 #![deny(missing_docs)]
 
-mod clone;
 mod commit;
 mod config;
 mod error;
 mod integrate;
+mod repo;
 mod store;
+mod transport;
 mod tree;
 mod worktree;
 

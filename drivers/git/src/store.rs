@@ -9,9 +9,9 @@ use hypertask_core::{
     Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
-use crate::clone::{Session, WorkingClone};
 use crate::config::{redact_url, GitConfig};
 use crate::error;
+use crate::repo::{Session, WorkingClone};
 use crate::tree::task_rel_path;
 use crate::KIND;
 

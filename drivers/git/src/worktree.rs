@@ -17,8 +17,8 @@ use git2::{IndexEntry, IndexTime, ObjectType, Oid, Tree};
 use hypertask_core::files::write_atomic;
 use hypertask_core::{merge, DriverError, ErrorKind, TaskId};
 
-use crate::clone::{parse_task, Session};
 use crate::error;
+use crate::repo::{parse_task, Session};
 use crate::tree::{task_files, task_id_of_path, MODE_BLOB, MODE_EXECUTABLE, MODE_TREE, TASKS_DIR};
 
 /// libgit2's `GIT_INDEX_ENTRY_SKIP_WORKTREE` (in the extended flags).
