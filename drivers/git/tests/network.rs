@@ -1,4 +1,4 @@
-//! The git driver over a network transport (`git://` served by `git daemon`): libgit2's push,
+//! The git driver over a network transport (`git://` served by `git daemon`): the push,
 //! the server's rejection of a push that lost a race, and the whole conformance suite.
 
 mod common;
