@@ -22,12 +22,14 @@ pub(crate) fn count_tasks(n: usize) -> String {
 }
 
 impl Session<'_> {
-    /// Commits the task files in `written` plus any other valid task file edited in the
-    /// working tree and not yet committed. Files that are not valid tasks are never
-    /// committed. Returns whether a commit was made.
-    pub(crate) fn commit(&self, written: &[TaskId]) -> Result<bool, DriverError> {
+    /// Commits the task files in `written`, with `hand_edits` also any other valid task file
+    /// edited in the working tree and not yet committed. Files that are not valid tasks are
+    /// never committed. Returns whether a commit was made.
+    pub(crate) fn commit(&self, written: &[TaskId], hand_edits: bool) -> Result<bool, DriverError> {
         let mut ids: BTreeSet<TaskId> = written.iter().cloned().collect();
-        ids.extend(self.edited_by_hand()?);
+        if hand_edits {
+            ids.extend(self.edited_by_hand()?);
+        }
         if ids.is_empty() {
             return Ok(false);
         }

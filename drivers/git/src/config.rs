@@ -79,6 +79,10 @@ pub(crate) struct Settings {
     pub(crate) branch: String,
     pub(crate) author_name: Option<String>,
     pub(crate) author_email: Option<String>,
+    /// How long one fetch or push may take (the driver table's `timeout`).
+    pub(crate) timeout: std::time::Duration,
+    /// The largest task file read or written (the driver table's `max_task_bytes`).
+    pub(crate) max_task_bytes: u64,
 }
 
 impl GitConfig {
@@ -119,6 +123,8 @@ impl GitConfig {
             branch: self.branch.clone(),
             author_name: self.author_name.clone(),
             author_email: self.author_email.clone(),
+            timeout: hypertask_core::DEFAULT_TIMEOUT,
+            max_task_bytes: hypertask_core::DEFAULT_MAX_TASK_BYTES as u64,
         })
     }
 }

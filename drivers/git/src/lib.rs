@@ -33,6 +33,7 @@ mod commit;
 mod config;
 mod error;
 mod integrate;
+mod preview;
 mod repo;
 mod store;
 mod transport;
@@ -56,7 +57,8 @@ pub type GitDriver = StoreDriver<GitStore>;
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
         let config: GitConfig = spec.config()?;
-        let store = GitStore::new(&spec.name, &config, &spec.data_dir)?;
+        let store = GitStore::new(&spec.name, &config, &spec.data_dir)?
+            .with_limits(spec.timeout, spec.max_task_bytes);
         Ok(Arc::new(GitDriver::new(store)) as Arc<dyn hypertask_core::Driver>)
     });
 }

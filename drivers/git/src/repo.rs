@@ -166,12 +166,12 @@ impl Session<'_> {
 
     /// How long one fetch or push may take.
     pub(crate) fn timeout(&self) -> Duration {
-        crate::transport::DEFAULT_TIMEOUT
+        self.clone.settings.timeout
     }
 
     /// The largest task file the driver reads or writes.
     pub(crate) fn max_task_bytes(&self) -> u64 {
-        hypertask_core::DEFAULT_MAX_TASK_BYTES as u64
+        self.clone.settings.max_task_bytes
     }
 
     /// Checks the checked-out branch, points `origin` at the configured remote and makes the

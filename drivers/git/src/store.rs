@@ -1,8 +1,9 @@
-//! The git [`Store`]: task files in a working clone, committed and pushed.
+//! The git [`Store`]: task files in a working clone, committed and pushed once per sync.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hypertask_core::{
     async_trait, Access, Capabilities, DriverError, DriverInfo, Entry, ErrorKind, Gets, Health,
@@ -11,41 +12,74 @@ use hypertask_core::{
 
 use crate::config::{redact_url, GitConfig};
 use crate::error;
-use crate::repo::{Session, WorkingClone};
+use crate::preview::Preview;
+use crate::repo::{parse_task, Session, WorkingClone};
 use crate::tree::task_rel_path;
 use crate::KIND;
 
 /// Tasks as `tasks/<id>.json` in a git working clone, optionally synced through a remote.
 ///
-/// - `list` and `get` first fetch and bring the remote's changes in (fast-forward, or a merge
-///   commit whose task files are merged with the core rule), so every client reads what the
-///   others pushed.
-/// - `put` compare-and-swaps against the working tree's files under the clone's process lock,
-///   commits the batch as one commit and pushes; a rejected push fetches, merges and pushes
-///   again.
-/// - `finish` commits task files edited by hand in the working tree and pushes anything left
-///   unpushed; with nothing to do it does nothing.
+/// One sync is one transaction with the remote:
+/// - `begin(Write)` fetches and brings the remote's changes in (a fast-forward, or a merge
+///   commit whose task files are merged with the core rule); `begin(Read)` (a dry run) only
+///   looks: it computes what the clone would hold, writing nothing to the clone or the remote.
+/// - `list` and `get` read the working tree's task files (plus, in a dry run, that view).
+/// - `put` compare-and-swaps against the working tree's files under the clone's process lock
+///   and writes them; nothing is committed yet.
+/// - `finish` makes one commit of everything the sync wrote and of task files edited by hand,
+///   saying how many tasks changed, and pushes it; a rejected push fetches, merges per task and
+///   pushes again (bounded). With nothing to commit or push it does nothing.
+///
+/// A caller that never calls `begin` gets a writing sync begun by its first call.
 #[derive(Debug, Clone)]
 pub struct GitStore {
     clone: Arc<WorkingClone>,
-    /// The current sync only reads: nothing is fetched into refs, committed or pushed.
-    read_only: Arc<AtomicBool>,
+    state: Arc<Mutex<SyncState>>,
+}
+
+/// Where the current sync is.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// The current sync's access; `None` before `begin` and after `finish`.
+    access: Option<Access>,
+    /// A dry run's view of the remote's changes.
+    preview: Option<Arc<Preview>>,
+    /// Task files written since `begin`, committed by `finish`.
+    staged: BTreeSet<TaskId>,
 }
 
 impl GitStore {
     /// The store of instance `name` with its options; `data_dir` hosts the default clone path.
-    /// Nothing is touched on disk until the first operation.
+    /// Fetches and pushes may take core's default timeout, task files core's default size
+    /// limit (see [`GitStore::with_limits`]). Nothing is touched on disk until the first
+    /// operation.
     pub fn new(name: &str, config: &GitConfig, data_dir: &Path) -> Result<GitStore, DriverError> {
         let settings = config.settle(name, data_dir)?;
         Ok(GitStore {
             clone: Arc::new(WorkingClone::new(name.to_owned(), settings)),
-            read_only: Arc::default(),
+            state: Arc::default(),
         })
+    }
+
+    /// The same store with `timeout` for each fetch and push and `max_task_bytes` for each
+    /// task file read or written (a driver table's `timeout` and `max_task_bytes`).
+    pub fn with_limits(self, timeout: Duration, max_task_bytes: usize) -> GitStore {
+        let mut settings = self.clone.settings.clone();
+        settings.timeout = timeout;
+        settings.max_task_bytes = max_task_bytes as u64;
+        GitStore {
+            clone: Arc::new(WorkingClone::new(self.clone.name.clone(), settings)),
+            state: Arc::default(),
+        }
     }
 
     /// The working clone's directory.
     pub fn path(&self) -> &Path {
         &self.clone.settings.path
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on the opened, locked clone on the blocking pool.
@@ -62,6 +96,21 @@ impl GitStore {
         })
         .await
         .map_err(|e| DriverError::new(name, ErrorKind::Io, format!("git worker failed: {e}")))?
+    }
+
+    /// The current sync's access and dry-run view, beginning a writing sync when none was.
+    async fn begun(&self) -> Result<(Access, Option<Arc<Preview>>), DriverError> {
+        let current = {
+            let s = self.state();
+            s.access.map(|a| (a, s.preview.clone()))
+        };
+        match current {
+            Some(c) => Ok(c),
+            None => {
+                self.begin(Access::Write).await?;
+                Ok((Access::Write, None))
+            }
+        }
     }
 }
 
@@ -81,68 +130,88 @@ impl Store for GitStore {
     }
 
     async fn begin(&self, access: Access) -> Result<(), DriverError> {
-        self.read_only
-            .store(access == Access::Read, Ordering::SeqCst);
+        let preview = match access {
+            Access::Read => Some(Arc::new(self.run(|session, _| session.preview()).await?)),
+            Access::Write => {
+                self.run(|session, _| session.catch_up()).await?;
+                None
+            }
+        };
+        let mut s = self.state();
+        s.access = Some(access);
+        s.preview = preview;
+        s.staged.clear();
         Ok(())
     }
 
     async fn list(&self) -> Result<StoreInventory, DriverError> {
-        let read_only = self.read_only.load(Ordering::SeqCst);
-        self.run(move |session, clone| {
-            if !read_only {
-                // Task files written but not committed (a sync killed between its write and
-                // its commit, or a hand edit) are what the working tree lists, so they must
-                // reach the branch and the remote now: no later step would notice them.
-                session.commit(&[])?;
-            }
-            // TODO(git owner): a read-only sync should read the fetched tree without moving
-            // local refs; for now it integrates the remote like a writing sync (never pushes).
-            session.refresh()?;
+        let (_, preview) = self.begun().await?;
+        self.run(move |_, clone| {
             let scan = clone
                 .tasks
                 .scan()
                 .map_err(|e| error::io(&clone.name, clone.tasks.dir().display(), e))?;
-            let problems = scan
-                .problems
-                .into_iter()
-                .map(|p| Problem {
-                    error: DriverError::new(&clone.name, ErrorKind::InvalidData, p.to_string()),
-                    id: p.id,
-                })
-                .collect();
-            Ok(StoreInventory {
+            let mut inventory = StoreInventory {
                 entries: scan
                     .hashes
                     .into_iter()
-                    .map(|(id, hash)| {
-                        let version = Version::of_hash(&hash);
-                        (id, Entry { hash, version })
+                    .map(|(id, hash)| (id, entry(hash)))
+                    .collect(),
+                problems: scan
+                    .problems
+                    .into_iter()
+                    .map(|p| Problem {
+                        error: DriverError::new(&clone.name, ErrorKind::InvalidData, p.to_string()),
+                        id: p.id,
                     })
                     .collect(),
-                problems,
-            })
+            };
+            if let Some(preview) = preview {
+                for (id, bytes) in &preview.changes {
+                    inventory.problems.retain(|p| p.id.as_ref() != Some(id));
+                    inventory.entries.remove(id);
+                    match bytes.as_deref().map(|b| parse_task(id, b)) {
+                        None => {}
+                        Some(Ok(task)) => {
+                            inventory.entries.insert(id.clone(), entry(task.hash()));
+                        }
+                        Some(Err(())) => inventory.problems.push(Problem {
+                            error: unparsable(&clone.name, id),
+                            id: Some(id.clone()),
+                        }),
+                    }
+                }
+            }
+            Ok(inventory)
         })
         .await
     }
 
     async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
+        let (_, preview) = self.begun().await?;
         let ids = ids.to_vec();
-        self.run(move |session, clone| {
-            session.refresh()?;
+        self.run(move |_, clone| {
             Ok(ids
                 .iter()
                 .map(|id| {
-                    let state = clone
-                        .tasks
-                        .read(id)
-                        .map_err(|e| error::file(&clone.name, e))
-                        .map(|t| {
-                            t.map(|task| Stored {
-                                version: Version::of_hash(&task.hash()),
-                                task,
-                            })
-                        });
-                    (id.clone(), state)
+                    let seen = preview.as_ref().and_then(|p| p.changes.get(id));
+                    let state = match seen {
+                        Some(None) => Ok(None),
+                        Some(Some(bytes)) => parse_task(id, bytes)
+                            .map(Some)
+                            .map_err(|()| unparsable(&clone.name, id)),
+                        None => clone
+                            .tasks
+                            .read(id)
+                            .map_err(|e| error::file(&clone.name, e)),
+                    };
+                    let stored = state.map(|t| {
+                        t.map(|task| Stored {
+                            version: Version::of_hash(&task.hash()),
+                            task,
+                        })
+                    });
+                    (id.clone(), stored)
                 })
                 .collect())
         })
@@ -150,56 +219,69 @@ impl Store for GitStore {
     }
 
     async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
-        if self.read_only.load(Ordering::SeqCst) {
+        let (access, _) = self.begun().await?;
+        if access == Access::Read {
             return Err(DriverError::new(
                 &self.clone.name,
                 ErrorKind::InvalidRequest,
-                "a read-only sync tried to write",
+                "a read-only sync (dry run) tried to write",
             ));
         }
-        self.run(move |session, clone| {
-            let mut outcomes = Puts::new();
-            let mut batch: Vec<Task> = Vec::new();
-            for w in writes {
-                let id = w.task.id().clone();
-                let current = match clone.tasks.read(&id) {
-                    Ok(c) => c.map(|t| Version::of_hash(&t.hash())),
-                    Err(e) => {
-                        outcomes.insert(id, Err(error::file(&clone.name, e)));
-                        continue;
+        let written = self
+            .run(move |_, clone| {
+                let mut outcomes = Puts::new();
+                let mut batch: Vec<Task> = Vec::new();
+                for w in writes {
+                    let id = w.task.id().clone();
+                    let current = match clone.tasks.read(&id) {
+                        Ok(c) => c.map(|t| Version::of_hash(&t.hash())),
+                        Err(e) => {
+                            outcomes.insert(id, Err(error::file(&clone.name, e)));
+                            continue;
+                        }
+                    };
+                    let written = Version::of_hash(&w.hash);
+                    if current.as_ref() == Some(&written) {
+                        outcomes.insert(id, Ok(PutOutcome::Written(written)));
+                    } else if current != w.expected {
+                        outcomes.insert(id, Ok(PutOutcome::Conflict));
+                    } else {
+                        batch.push(w.task);
+                        outcomes.insert(id, Ok(PutOutcome::Written(written)));
                     }
-                };
-                let written = Version::of_hash(&w.hash);
-                if current.as_ref() == Some(&written) {
-                    outcomes.insert(id, Ok(PutOutcome::Written(written)));
-                } else if current != w.expected {
-                    outcomes.insert(id, Ok(PutOutcome::Conflict));
-                } else {
-                    batch.push(w.task);
-                    outcomes.insert(id, Ok(PutOutcome::Written(written)));
                 }
-            }
-            if batch.is_empty() {
-                return Ok(outcomes);
-            }
-            clone.tasks.write_batch(&batch).map_err(|e| {
-                error::io(&clone.name, format!("writing to {}", clone.tasks.dir().display()), e)
-            })?;
-            let ids: Vec<TaskId> = batch.iter().map(|t| t.id().clone()).collect();
-            tracing::debug!(driver = %clone.name, files = ?ids.iter().map(task_rel_path).collect::<Vec<_>>(), "committing");
-            session.commit(&ids)?;
-            session.push()?;
-            Ok(outcomes)
-        })
-        .await
+                if !batch.is_empty() {
+                    clone.tasks.write_batch(&batch).map_err(|e| {
+                        error::io(
+                            &clone.name,
+                            format!("writing to {}", clone.tasks.dir().display()),
+                            e,
+                        )
+                    })?;
+                    tracing::debug!(driver = %clone.name, files = ?batch.iter().map(|t| task_rel_path(t.id())).collect::<Vec<_>>(), "written, committed at the end of the sync");
+                }
+                let ids: Vec<TaskId> = batch.iter().map(|t| t.id().clone()).collect();
+                Ok((outcomes, ids))
+            })
+            .await?;
+        let (outcomes, ids) = written;
+        self.state().staged.extend(ids);
+        Ok(outcomes)
     }
 
     async fn finish(&self) -> Result<(), DriverError> {
-        if self.read_only.load(Ordering::SeqCst) {
+        let (access, staged) = {
+            let mut s = self.state();
+            let access = s.access.take();
+            s.preview = None;
+            (access, std::mem::take(&mut s.staged))
+        };
+        if access == Some(Access::Read) {
             return Ok(());
         }
-        self.run(|session, _| {
-            session.commit(&[])?;
+        self.run(move |session, _| {
+            let staged: Vec<TaskId> = staged.into_iter().collect();
+            session.commit(&staged, true)?;
             session.push()
         })
         .await
@@ -233,4 +315,22 @@ impl Store for GitStore {
         })
         .await
     }
+}
+
+fn entry(hash: hypertask_core::ContentHash) -> Entry {
+    Entry {
+        version: Version::of_hash(&hash),
+        hash,
+    }
+}
+
+fn unparsable(name: &str, id: &TaskId) -> DriverError {
+    DriverError::new(
+        name,
+        ErrorKind::InvalidData,
+        format!(
+            "{} on the remote is not a valid task; left untouched",
+            task_rel_path(id)
+        ),
+    )
 }

@@ -107,10 +107,15 @@ impl Session<'_> {
                 OnDisk::File(b) => Some(b),
                 _ => None,
             };
-            let wanted = if current_id == old_id {
-                new_bytes
+            let (wanted, clean) = if current_id == old_id {
+                (new_bytes, true)
             } else {
-                self.merge_uncommitted(id, current_bytes.as_deref(), new_bytes)
+                let merged = self.merge_uncommitted(id, current_bytes.as_deref(), new_bytes);
+                let clean = match (&merged, new_id) {
+                    (Some(b), Some(n)) => self.hash(b)? == n,
+                    _ => false,
+                };
+                (merged, clean)
             };
             if wanted != current_bytes {
                 match &wanted {
@@ -124,10 +129,6 @@ impl Session<'_> {
                 }
             }
             if let Some(new_id) = new_id {
-                let clean = match &wanted {
-                    Some(b) => self.hash(b)? == new_id,
-                    None => false,
-                };
                 let mut entry = if clean {
                     stat_entry(id, new_id, &path)
                 } else {
@@ -149,7 +150,7 @@ impl Session<'_> {
 
     /// An uncommitted edit of a task met an incoming state: the merge of the two when both
     /// are valid tasks, else the file as it is.
-    fn merge_uncommitted(
+    pub(crate) fn merge_uncommitted(
         &self,
         id: &TaskId,
         current: Option<&[u8]>,
@@ -194,7 +195,7 @@ impl Session<'_> {
     }
 
     /// A blob's bytes, `None` when it is larger than a task may be.
-    fn blob_within_limit(&self, id: Oid) -> Result<Option<Vec<u8>>, DriverError> {
+    pub(crate) fn blob_within_limit(&self, id: Oid) -> Result<Option<Vec<u8>>, DriverError> {
         let odb = self
             .repo
             .odb()
@@ -212,7 +213,7 @@ impl Session<'_> {
         Ok(Some(blob.content().to_vec()))
     }
 
-    fn hash(&self, bytes: &[u8]) -> Result<Oid, DriverError> {
+    pub(crate) fn hash(&self, bytes: &[u8]) -> Result<Oid, DriverError> {
         Oid::hash_object(ObjectType::Blob, bytes).map_err(self.git("cannot hash a task file"))
     }
 

@@ -277,7 +277,7 @@ async fn sync(data: &Path, clone: &Path, remote: &Path) -> SyncReport {
     let driver = common::driver("repo", json!({"path": clone, "remote": remote}), data);
     Engine::new(
         Replica::open(data).unwrap(),
-        vec![driver],
+        vec![hypertask_core::Checked::new(driver)],
         SyncOptions::default(),
     )
     .sync()
@@ -385,11 +385,9 @@ async fn symlinks_in_the_clone_are_never_written_through() {
             hand.to_str().unwrap(),
         ],
     );
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for (id, d) in [("one", "1b"), ("two", "2b")] {
-        let t = Task::from_value(
-            json!({"id": id, "description": d, "updated_at": "2030-01-01T00:00:00Z"}),
-        )
-        .unwrap();
+        let t = Task::from_value(json!({"id": id, "description": d, "updated_at": now})).unwrap();
         std::fs::write(hand.join(format!("tasks/{id}.json")), t.to_pretty_json()).unwrap();
     }
     git(&hand, &["commit", "--quiet", "-am", "newer"]);

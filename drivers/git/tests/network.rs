@@ -61,6 +61,7 @@ async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
         json!({"description": "base", "updated_at": "2026-01-01T00:00:00Z"}),
     );
     a.put(vec![Write::new(base.clone(), None)]).await.unwrap();
+    a.finish().await.unwrap();
     let seen = b
         .get(std::slice::from_ref(&id))
         .await
@@ -78,6 +79,7 @@ async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
     )])
     .await
     .unwrap();
+    a.finish().await.unwrap();
     let a_tip = ref_of(&remote, "main").unwrap();
 
     let mut eb = seen.clone();
@@ -90,6 +92,8 @@ async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
         .await
         .unwrap();
     assert!(matches!(out[&id], Ok(PutOutcome::Written(_))), "{out:?}");
+    // The sync's one commit is pushed at its end; the push loses the race and is merged.
+    b.finish().await.unwrap();
 
     let parents = git(&remote, &["rev-list", "--parents", "-n", "1", "main"]);
     let parents: Vec<&str> = parents.split_whitespace().skip(1).collect();

@@ -163,6 +163,7 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
         matches!(out[&tid("t1")], Ok(PutOutcome::Written(_))),
         "{out:?}"
     );
+    a.finish().await.unwrap();
     // b reads the task (fetching it) …
     let seen = b
         .get(&[tid("t1")])
@@ -183,6 +184,7 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
     )])
     .await
     .unwrap();
+    a.finish().await.unwrap();
     let a_tip = ref_of(&remote, "main").unwrap();
     // … and b writes its own edit on top of what it read: its push is rejected, so it fetches,
     // merges the two states of the task and pushes the merge.
@@ -203,6 +205,7 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
         matches!(out[&tid("t1")], Ok(PutOutcome::Written(_))),
         "{out:?}"
     );
+    b.finish().await.unwrap();
 
     let tip = ref_of(&remote, "main").unwrap();
     let parents = git(&remote, &["rev-list", "--parents", "-n", "1", "main"]);
@@ -248,6 +251,8 @@ async fn first_pushes_to_an_empty_remote_race_and_both_land() {
     let tb = task("fromb", json!({"description": "b"}));
     a.put(vec![Write::new(ta.clone(), None)]).await.unwrap();
     b.put(vec![Write::new(tb.clone(), None)]).await.unwrap();
+    a.finish().await.unwrap();
+    b.finish().await.unwrap();
     let inv = a.list().await.unwrap();
     assert_eq!(inv.entries.get(ta.id()).map(|e| &e.hash), Some(&ta.hash()));
     assert_eq!(inv.entries.get(tb.id()).map(|e| &e.hash), Some(&tb.hash()));
@@ -511,7 +516,9 @@ async fn an_uncommitted_edit_in_the_clone_survives_a_pull_and_is_committed() {
     a.resolve(Batch::from([(tid("t1"), Some(base.clone()))]))
         .await
         .unwrap();
+    a.finish().await.unwrap();
     b.resolve(Batch::from([(tid("t1"), None)])).await.unwrap();
+    b.finish().await.unwrap();
     // Someone edits t1 in b's working tree without committing; a pushes another edit.
     let mut hand = base.clone();
     hand.edit(&[Change::AddTag("hand".into())], Utc::now())
@@ -522,6 +529,7 @@ async fn an_uncommitted_edit_in_the_clone_survives_a_pull_and_is_committed() {
     a.resolve(Batch::from([(tid("t1"), Some(ea.clone()))]))
         .await
         .unwrap();
+    a.finish().await.unwrap();
     // b's next read pulls a's edit in without losing the uncommitted one.
     let got = b
         .resolve(Batch::from([(tid("t1"), None)]))
@@ -637,6 +645,7 @@ async fn a_file_url_remote_works_and_the_clone_is_created_from_it() {
     a.resolve(Batch::from([(tid("t1"), Some(t.clone()))]))
         .await
         .unwrap();
+    a.finish().await.unwrap();
     // A fresh clone path is created and filled from the remote on first use.
     let b = driver(
         "b",
@@ -665,6 +674,7 @@ async fn create_remote_makes_a_missing_local_bare_remote() {
     a.resolve(Batch::from([(tid("t1"), Some(t.clone()))]))
         .await
         .unwrap();
+    a.finish().await.unwrap();
     assert_eq!(
         git(&remote, &["rev-parse", "--is-bare-repository"]).trim(),
         "true"

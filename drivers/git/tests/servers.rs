@@ -157,7 +157,7 @@ async fn sync(data: &Path, clone: &Path, remote: &str) -> SyncReport {
     let driver = common::driver("upstream", json!({"path": clone, "remote": remote}), data);
     Engine::new(
         Replica::open(data).unwrap(),
-        vec![driver],
+        vec![hypertask_core::Checked::new(driver)],
         SyncOptions::default(),
     )
     .sync()

@@ -14,8 +14,6 @@ use crate::config::redact_url;
 
 /// How much of git's stdout and stderr is kept; the rest is read and dropped.
 const MAX_OUTPUT: usize = 64 * 1024;
-/// How long a network operation may take by default.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A fetch or push that failed, in the user's words. Each message is one sentence naming
 /// the remote.
@@ -116,6 +114,7 @@ impl GitCli<'_> {
                 "origin",
                 &refspec,
             ],
+            &[],
         )?;
         if out.success {
             return Ok(true);
@@ -126,11 +125,64 @@ impl GitCli<'_> {
         Err(self.classify("fetch", &out.stderr))
     }
 
+    /// The commit `branch` of `origin` points at, `None` when there is no such branch.
+    pub(crate) fn ls_remote(&self, branch: &str) -> Result<Option<git2::Oid>, TransportError> {
+        let refname = format!("refs/heads/{branch}");
+        let out = self.run("ls-remote", &["ls-remote", "origin", &refname], &[])?;
+        if !out.success {
+            return Err(self.classify("ls-remote", &out.stderr));
+        }
+        Ok(out.stdout.lines().find_map(|l| {
+            let (oid, name) = l.split_once('\t')?;
+            (name == refname).then(|| git2::Oid::from_str(oid).ok())?
+        }))
+    }
+
+    /// Fetches `branch` of `origin` into the object directory `objects` (with `own`, the
+    /// clone's objects, as an alternate), writing no ref, no FETCH_HEAD and nothing else into
+    /// the clone.
+    pub(crate) fn fetch_into(
+        &self,
+        branch: &str,
+        objects: &Path,
+        own: &Path,
+    ) -> Result<(), TransportError> {
+        let refspec = format!("refs/heads/{branch}");
+        let out = self.run(
+            "fetch",
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-recurse-submodules",
+                "--no-auto-maintenance",
+                // No opportunistic update of refs/remotes/origin/<branch>.
+                "--refmap=",
+                "origin",
+                &refspec,
+            ],
+            &[
+                ("GIT_OBJECT_DIRECTORY", objects),
+                ("GIT_ALTERNATE_OBJECT_DIRECTORIES", own),
+            ],
+        )?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(self.classify("fetch", &out.stderr))
+        }
+    }
+
     /// Pushes `branch` to `origin`; the remote refuses it unless it fast-forwards the remote
     /// branch, which is then reported as [`Pushed::Rejected`].
     pub(crate) fn push(&self, branch: &str) -> Result<Pushed, TransportError> {
         let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
-        let out = self.run("push", &["push", "--porcelain", "--quiet", "origin", &spec])?;
+        let out = self.run(
+            "push",
+            &["push", "--porcelain", "--quiet", "origin", &spec],
+            &[],
+        )?;
         // Porcelain lines: "<flag>\t<from>:<to>\t<summary>"; "!" is a refused ref.
         let refused = out.stdout.lines().find_map(|l| {
             let mut parts = l.splitn(3, '\t');
@@ -152,7 +204,12 @@ impl GitCli<'_> {
     }
 
     /// Runs git in the clone and collects its bounded output.
-    fn run(&self, op: &'static str, args: &[&str]) -> Result<Output, TransportError> {
+    fn run(
+        &self,
+        op: &'static str,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Output, TransportError> {
         let mut cmd = Command::new("git");
         cmd.args(args)
             .current_dir(self.dir)
@@ -184,6 +241,9 @@ impl GitCli<'_> {
             "GIT_COMMON_DIR",
         ] {
             cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         #[cfg(unix)]
         {
@@ -417,7 +477,7 @@ mod tests {
         GitCli {
             dir: Path::new("/nonexistent"),
             url: "https://me:secret@example.org/t.git",
-            timeout: DEFAULT_TIMEOUT,
+            timeout: Duration::from_secs(60),
             batch_ssh: true,
         }
     }

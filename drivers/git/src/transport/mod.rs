@@ -22,7 +22,6 @@ use hypertask_core::{DriverError, ErrorKind};
 use crate::config::{redact_url, RemoteLocation};
 use crate::error;
 use crate::repo::Session;
-pub(crate) use cli::DEFAULT_TIMEOUT;
 use cli::{GitCli, Pushed, TransportError};
 
 /// How many times a rejected push is retried (fetch, merge, push again) before giving up.
@@ -30,7 +29,7 @@ const MAX_PUSH_ATTEMPTS: u32 = 10;
 
 impl Session<'_> {
     /// git, run in this clone against `location`.
-    fn cli<'s>(&'s self, url: &'s str) -> GitCli<'s> {
+    pub(crate) fn cli<'s>(&'s self, url: &'s str) -> GitCli<'s> {
         GitCli {
             dir: self.workdir(),
             url,
@@ -43,13 +42,12 @@ impl Session<'_> {
         }
     }
 
-    fn transport_error(&self, e: TransportError) -> DriverError {
+    pub(crate) fn transport_error(&self, e: TransportError) -> DriverError {
         DriverError::new(self.name(), e.kind(), e.to_string())
     }
 
-    /// Brings the remote's changes in: fetch, then fast-forward or merge per task, then push
-    /// whatever local commits the remote lacks (left by an earlier failed push or made by hand).
-    pub(crate) fn refresh(&self) -> Result<(), DriverError> {
+    /// Brings the remote's changes in: fetch, then fast-forward or merge per task.
+    pub(crate) fn catch_up(&self) -> Result<(), DriverError> {
         if self.clone.settings.remote.is_none() {
             return Ok(());
         }
@@ -57,21 +55,7 @@ impl Session<'_> {
         if let Some(remote) = self.tracking() {
             self.integrate(remote)?;
         }
-        if self.is_ahead()? {
-            self.push()?;
-        }
         Ok(())
-    }
-
-    /// Whether the branch has commits the remote (as last fetched) lacks.
-    fn is_ahead(&self) -> Result<bool, DriverError> {
-        let Some(head) = self.head()? else {
-            return Ok(false);
-        };
-        Ok(match self.tracking() {
-            None => true,
-            Some(r) => head.id() != r,
-        })
     }
 
     /// Fetches the remote branch into `refs/remotes/origin/<branch>`.
@@ -93,7 +77,7 @@ impl Session<'_> {
 
     /// A local remote must exist (or be created, with `create_remote`): a missing one is
     /// reported as such, since an unmounted drive must not look like an empty remote.
-    fn check_local(&self, location: &RemoteLocation) -> Result<(), DriverError> {
+    pub(crate) fn check_local(&self, location: &RemoteLocation) -> Result<(), DriverError> {
         let RemoteLocation::Local(p) = location else {
             return Ok(());
         };

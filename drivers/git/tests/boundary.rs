@@ -1,0 +1,200 @@
+//! One sync, one transaction with the remote: a dry run changes nothing anywhere, a sync of
+//! thousands of tasks is one commit and one push, a sync with nothing to do is neither.
+
+mod common;
+
+use std::path::Path;
+
+use common::{bare, client, git, ref_of};
+use hypertask_core::{Engine, Replica, SyncOptions, SyncReport, Task, DEFAULT_LOCK_TIMEOUT};
+use serde_json::json;
+
+fn task(id: &str, description: &str) -> Task {
+    Task::from_value(json!({"id": id, "description": description})).unwrap()
+}
+
+fn put_local(data: &Path, tasks: &[Task]) {
+    let replica = Replica::open(data).unwrap();
+    let lock = replica.lock(DEFAULT_LOCK_TIMEOUT).unwrap();
+    replica.put(&lock, tasks).unwrap();
+}
+
+async fn sync_with(
+    data: &Path,
+    dir: &Path,
+    name: &str,
+    remote: &Path,
+    dry_run: bool,
+) -> SyncReport {
+    let options = SyncOptions {
+        dry_run,
+        ..SyncOptions::default()
+    };
+    let report = Engine::new(
+        Replica::open(data).unwrap(),
+        vec![hypertask_core::Checked::new(client(dir, name, remote))],
+        options,
+    )
+    .sync()
+    .await
+    .expect("the cache syncs");
+    assert!(report.drivers[0].error.is_none(), "{report:#?}");
+    report
+}
+
+fn commit_count(repo: &Path) -> usize {
+    git(repo, &["rev-list", "--count", "main"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Everything about a repository a write could change: refs, HEAD, objects, status, files.
+fn fingerprint(repo: &Path) -> String {
+    let mut out = String::new();
+    out += &git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"]);
+    out += &git(repo, &["rev-parse", "HEAD"]);
+    out += &git(repo, &["count-objects", "-v"]);
+    if git(repo, &["rev-parse", "--is-bare-repository"]).trim() == "true" {
+        return out;
+    }
+    out += &git(repo, &["status", "--porcelain", "--untracked-files=all"]);
+    let mut files: Vec<String> = std::fs::read_dir(repo.join("tasks"))
+        .map(|d| {
+            d.map(|e| {
+                let p = e.unwrap().path();
+                format!("{} {:?}", p.display(), std::fs::read(&p).unwrap())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    out + &files.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_leaves_the_clone_and_the_remote_unchanged_yet_sees_the_remote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let remote = bare(dir, "remote.git");
+    let (data_a, data_b) = (dir.join("data-a"), dir.join("data-b"));
+    put_local(&data_a, &[task("one", "1"), task("two", "2")]);
+    sync_with(&data_a, dir, "a", &remote, false).await;
+    sync_with(&data_b, dir, "b", &remote, false).await;
+
+    // a pushes a change and a new task; b has a local change of its own and a task file
+    // edited by hand in its clone, not committed.
+    let mut one = Replica::open(&data_a)
+        .unwrap()
+        .get(&hypertask_core::TaskId::new("one").unwrap())
+        .unwrap()
+        .unwrap();
+    one.edit(
+        &[hypertask_core::Change::Set(
+            "description".into(),
+            json!("1 from a"),
+        )],
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    put_local(&data_a, &[one, task("three", "3")]);
+    sync_with(&data_a, dir, "a", &remote, false).await;
+    put_local(&data_b, &[task("four", "4 from b")]);
+    let mut two = Replica::open(&data_b)
+        .unwrap()
+        .get(&hypertask_core::TaskId::new("two").unwrap())
+        .unwrap()
+        .unwrap();
+    two.edit(
+        &[hypertask_core::Change::Set(
+            "description".into(),
+            json!("2 by hand"),
+        )],
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let hand = two.to_pretty_json();
+    std::fs::write(dir.join("b/tasks/two.json"), &hand).unwrap();
+
+    let (clone_before, remote_before) = (fingerprint(&dir.join("b")), fingerprint(&remote));
+    let report = sync_with(&data_b, dir, "b", &remote, true).await;
+    assert_eq!(
+        fingerprint(&dir.join("b")),
+        clone_before,
+        "the dry run wrote to the clone"
+    );
+    assert_eq!(
+        fingerprint(&remote),
+        remote_before,
+        "the dry run wrote to the remote"
+    );
+    // It saw what a real sync would bring in: a's two changes (and b's hand edit).
+    assert!(report.drivers[0].pulled >= 2, "{report:#?}");
+    // No temporary objects are left behind either.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("hypertask-git-preview-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The real sync then does it all, in one commit on top of a's.
+    let before = commit_count(&remote);
+    sync_with(&data_b, dir, "b", &remote, false).await;
+    assert_eq!(commit_count(&remote), before + 1);
+    let subject = git(&remote, &["log", "-1", "--format=%s", "main"]);
+    assert!(
+        subject.starts_with("hypertask: 2 tasks changed on "),
+        "{subject}"
+    );
+    let listed = git(&remote, &["ls-tree", "--name-only", "main", "tasks/"]);
+    assert_eq!(
+        listed,
+        "tasks/four.json\ntasks/one.json\ntasks/three.json\ntasks/two.json\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_of_2500_tasks_is_one_commit_and_a_no_op_sync_is_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let remote = bare(dir, "remote.git");
+    let data = dir.join("data");
+    let tasks: Vec<Task> = (0..2500)
+        .map(|i| task(&format!("t{i:04}"), &format!("task {i}")))
+        .collect();
+    put_local(&data, &tasks);
+    let report = sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(report.drivers[0].pushed, 2500, "{report:#?}");
+    assert_eq!(commit_count(&remote), 1);
+    let subject = git(&remote, &["log", "-1", "--format=%s", "main"]);
+    assert!(
+        subject.starts_with("hypertask: 2500 tasks changed on "),
+        "{subject}"
+    );
+    assert_eq!(
+        git(&remote, &["ls-tree", "--name-only", "main", "tasks/"])
+            .lines()
+            .count(),
+        2500
+    );
+    assert_eq!(git(&dir.join("a"), &["status", "--porcelain"]), "");
+
+    // Nothing to do: no commit, no push (the remote's ref and reflog stay as they are).
+    let (tip, head) = (ref_of(&remote, "main"), ref_of(&dir.join("a"), "HEAD"));
+    let pushes = git(&remote, &["count-objects", "-v"]);
+    for _ in 0..2 {
+        sync_with(&data, dir, "a", &remote, false).await;
+        assert_eq!(ref_of(&remote, "main"), tip, "no push");
+        assert_eq!(ref_of(&dir.join("a"), "HEAD"), head, "no commit");
+        assert_eq!(
+            git(&remote, &["count-objects", "-v"]),
+            pushes,
+            "nothing sent"
+        );
+    }
+}
