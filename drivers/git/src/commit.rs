@@ -21,17 +21,37 @@ pub(crate) fn count_tasks(n: usize) -> String {
     }
 }
 
+/// What [`Session::commit`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Committed {
+    /// A commit was made.
+    pub(crate) made: bool,
+    /// Task files other than the ones written were found edited in the working tree.
+    pub(crate) by_hand: bool,
+}
+
 impl Session<'_> {
     /// Commits the task files in `written`, with `hand_edits` also any other valid task file
     /// edited in the working tree and not yet committed. Files that are not valid tasks are
-    /// never committed. Returns whether a commit was made.
-    pub(crate) fn commit(&self, written: &[TaskId], hand_edits: bool) -> Result<bool, DriverError> {
+    /// never committed.
+    pub(crate) fn commit(
+        &self,
+        written: &[TaskId],
+        hand_edits: bool,
+    ) -> Result<Committed, DriverError> {
         let mut ids: BTreeSet<TaskId> = written.iter().cloned().collect();
+        let mut by_hand = false;
         if hand_edits {
-            ids.extend(self.edited_by_hand()?);
+            for id in self.edited_by_hand()? {
+                by_hand |= ids.insert(id);
+            }
         }
+        let mut done = Committed {
+            made: false,
+            by_hand,
+        };
         if ids.is_empty() {
-            return Ok(false);
+            return Ok(done);
         }
         let head = self.head()?;
         let old_tree = match &head {
@@ -73,7 +93,7 @@ impl Session<'_> {
             }
         }
         if changes.is_empty() {
-            return Ok(false);
+            return Ok(done);
         }
         let tree_id = tree::with_task_files(&self.repo, old_tree.as_ref(), &changes)
             .map_err(self.git("cannot write the tree"))?;
@@ -110,7 +130,8 @@ impl Session<'_> {
             }
         }
         index.write().map_err(self.git("cannot write the index"))?;
-        Ok(true)
+        done.made = true;
+        Ok(done)
     }
 
     /// The valid task files of the working tree that differ from the index (new, edited, or

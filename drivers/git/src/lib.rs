@@ -35,6 +35,7 @@ mod error;
 mod integrate;
 mod preview;
 mod repo;
+mod root;
 mod store;
 mod transport;
 mod tree;

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypertask_core::{
-    async_trait, Access, Capabilities, DriverError, DriverInfo, Entry, ErrorKind, Gets, Health,
-    Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task, TaskId, Version, Write,
+    async_trait, Access, Capabilities, ContentHash, DriverError, DriverInfo, Entry, ErrorKind,
+    Gets, Hashes, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task, TaskId,
+    Version, Write,
 };
 
+use crate::commit::Committed;
 use crate::config::{redact_url, GitConfig};
 use crate::error;
 use crate::preview::Preview;
@@ -46,6 +48,11 @@ struct SyncState {
     preview: Option<Arc<Preview>>,
     /// Task files written since `begin`, committed by `finish`.
     staged: BTreeSet<TaskId>,
+    /// Every task's hash as last listed in this writing sync (kept up to date by `put`), when
+    /// the listing had no problems: recorded by `finish` as the root of what it committed.
+    listed: Option<Hashes>,
+    /// `root` found the recorded root valid (nothing changed) and nothing was written since.
+    clean: bool,
 }
 
 impl GitStore {
@@ -83,7 +90,7 @@ impl GitStore {
     }
 
     /// Runs `f` on the opened, locked clone on the blocking pool.
-    async fn run<T, F>(&self, f: F) -> Result<T, DriverError>
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, DriverError>
     where
         T: Send + 'static,
         F: FnOnce(&Session<'_>, &WorkingClone) -> Result<T, DriverError> + Send + 'static,
@@ -91,8 +98,11 @@ impl GitStore {
         let clone = self.clone.clone();
         let name = clone.name.clone();
         tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
             let session = clone.session()?;
-            f(&session, &clone)
+            let out = f(&session, &clone);
+            tracing::debug!(driver = %clone.name, op, ms = start.elapsed().as_millis() as u64, "git operation done");
+            out
         })
         .await
         .map_err(|e| DriverError::new(name, ErrorKind::Io, format!("git worker failed: {e}")))?
@@ -122,7 +132,7 @@ impl Store for GitStore {
             name: self.clone.name.clone(),
             capabilities: Capabilities {
                 max_batch: 1000,
-                cheap_root: false,
+                cheap_root: true,
                 atomic_writes: true,
                 remote: self.clone.settings.remote.is_some(),
             },
@@ -131,66 +141,99 @@ impl Store for GitStore {
 
     async fn begin(&self, access: Access) -> Result<(), DriverError> {
         let preview = match access {
-            Access::Read => Some(Arc::new(self.run(|session, _| session.preview()).await?)),
+            Access::Read => Some(Arc::new(
+                self.run("begin", |session, _| session.preview()).await?,
+            )),
             Access::Write => {
-                self.run(|session, _| session.catch_up()).await?;
+                self.run("begin", |session, _| session.catch_up()).await?;
                 None
             }
         };
-        let mut s = self.state();
-        s.access = Some(access);
-        s.preview = preview;
-        s.staged.clear();
+        *self.state() = SyncState {
+            access: Some(access),
+            preview,
+            ..SyncState::default()
+        };
         Ok(())
     }
 
+    async fn root(&self) -> Result<Option<ContentHash>, DriverError> {
+        let (access, preview) = self.begun().await?;
+        if preview.is_some_and(|p| !p.changes.is_empty()) {
+            return Ok(None);
+        }
+        let root = self
+            .run("root", |session, _| session.recorded_root())
+            .await?;
+        if root.is_some() && access == Access::Write {
+            self.state().clean = true;
+        }
+        Ok(root)
+    }
+
     async fn list(&self) -> Result<StoreInventory, DriverError> {
-        let (_, preview) = self.begun().await?;
-        self.run(move |_, clone| {
-            let scan = clone
-                .tasks
-                .scan()
-                .map_err(|e| error::io(&clone.name, clone.tasks.dir().display(), e))?;
-            let mut inventory = StoreInventory {
-                entries: scan
-                    .hashes
-                    .into_iter()
-                    .map(|(id, hash)| (id, entry(hash)))
-                    .collect(),
-                problems: scan
-                    .problems
-                    .into_iter()
-                    .map(|p| Problem {
-                        error: DriverError::new(&clone.name, ErrorKind::InvalidData, p.to_string()),
-                        id: p.id,
-                    })
-                    .collect(),
-            };
-            if let Some(preview) = preview {
-                for (id, bytes) in &preview.changes {
-                    inventory.problems.retain(|p| p.id.as_ref() != Some(id));
-                    inventory.entries.remove(id);
-                    match bytes.as_deref().map(|b| parse_task(id, b)) {
-                        None => {}
-                        Some(Ok(task)) => {
-                            inventory.entries.insert(id.clone(), entry(task.hash()));
+        let (access, preview) = self.begun().await?;
+        let inventory = self
+            .run("list", move |_, clone| {
+                let scan = clone
+                    .tasks
+                    .scan()
+                    .map_err(|e| error::io(&clone.name, clone.tasks.dir().display(), e))?;
+                let mut inventory = StoreInventory {
+                    entries: scan
+                        .hashes
+                        .into_iter()
+                        .map(|(id, hash)| (id, entry(hash)))
+                        .collect(),
+                    problems: scan
+                        .problems
+                        .into_iter()
+                        .map(|p| Problem {
+                            error: DriverError::new(
+                                &clone.name,
+                                ErrorKind::InvalidData,
+                                p.to_string(),
+                            ),
+                            id: p.id,
+                        })
+                        .collect(),
+                };
+                if let Some(preview) = preview {
+                    for (id, bytes) in &preview.changes {
+                        inventory.problems.retain(|p| p.id.as_ref() != Some(id));
+                        inventory.entries.remove(id);
+                        match bytes.as_deref().map(|b| parse_task(id, b)) {
+                            None => {}
+                            Some(Ok(task)) => {
+                                inventory.entries.insert(id.clone(), entry(task.hash()));
+                            }
+                            Some(Err(())) => inventory.problems.push(Problem {
+                                error: unparsable(&clone.name, id),
+                                id: Some(id.clone()),
+                            }),
                         }
-                        Some(Err(())) => inventory.problems.push(Problem {
-                            error: unparsable(&clone.name, id),
-                            id: Some(id.clone()),
-                        }),
                     }
                 }
-            }
-            Ok(inventory)
-        })
-        .await
+                Ok(inventory)
+            })
+            .await?;
+        if access == Access::Write {
+            let listed = inventory.problems.is_empty().then(|| {
+                inventory
+                    .entries
+                    .iter()
+                    .map(|(id, e)| (id.clone(), e.hash.clone()))
+                    .collect()
+            });
+            self.state().listed = listed;
+        }
+        Ok(inventory)
     }
 
     async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         let (_, preview) = self.begun().await?;
         let ids = ids.to_vec();
-        self.run(move |_, clone| {
+        self.run("get", move |_, clone| {
             Ok(ids
                 .iter()
                 .map(|id| {
@@ -228,7 +271,7 @@ impl Store for GitStore {
             ));
         }
         let written = self
-            .run(move |_, clone| {
+            .run("put", move |_, clone| {
                 let mut outcomes = Puts::new();
                 let mut batch: Vec<Task> = Vec::new();
                 for w in writes {
@@ -260,35 +303,55 @@ impl Store for GitStore {
                     })?;
                     tracing::debug!(driver = %clone.name, files = ?batch.iter().map(|t| task_rel_path(t.id())).collect::<Vec<_>>(), "written, committed at the end of the sync");
                 }
-                let ids: Vec<TaskId> = batch.iter().map(|t| t.id().clone()).collect();
+                let ids: Vec<(TaskId, ContentHash)> =
+                    batch.iter().map(|t| (t.id().clone(), t.hash())).collect();
                 Ok((outcomes, ids))
             })
             .await?;
         let (outcomes, ids) = written;
-        self.state().staged.extend(ids);
+        let mut s = self.state();
+        s.clean = false;
+        for (id, hash) in ids {
+            if let Some(listed) = &mut s.listed {
+                listed.insert(id.clone(), hash);
+            }
+            s.staged.insert(id);
+        }
         Ok(outcomes)
     }
 
     async fn finish(&self) -> Result<(), DriverError> {
-        let (access, staged) = {
-            let mut s = self.state();
-            let access = s.access.take();
-            s.preview = None;
-            (access, std::mem::take(&mut s.staged))
-        };
-        if access == Some(Access::Read) {
+        let state = std::mem::take(&mut *self.state());
+        if state.access == Some(Access::Read) {
             return Ok(());
         }
-        self.run(move |session, _| {
-            let staged: Vec<TaskId> = staged.into_iter().collect();
-            session.commit(&staged, true)?;
-            session.push()
+        self.run("finish", move |session, _| {
+            let head = |s: &Session<'_>| Ok::<_, DriverError>(s.head()?.map(|c| c.id()));
+            let before = head(session)?;
+            let staged: Vec<TaskId> = state.staged.into_iter().collect();
+            let committed = if state.clean && staged.is_empty() {
+                // The recorded root said nothing changed, and nothing was written since.
+                Committed::default()
+            } else {
+                session.commit(&staged, true)?
+            };
+            let after_commit = head(session)?;
+            session.push()?;
+            let merged = head(session)? != after_commit;
+            match state.listed {
+                // The listing plus the writes is exactly what was committed.
+                Some(listed) if !committed.by_hand && !merged => session.record_root(&listed)?,
+                // Nothing changed at all: the record stays valid.
+                None if state.clean && staged.is_empty() && !merged && before == after_commit => {}
+                _ => session.forget_root(),
+            }
+            Ok(())
         })
         .await
     }
 
     async fn check(&self) -> Result<Health, DriverError> {
-        self.run(|session, clone| {
+        self.run("check", |session, clone| {
             session.probe_writable()?;
             session.probe()?;
             let scan = clone
@@ -317,7 +380,7 @@ impl Store for GitStore {
     }
 }
 
-fn entry(hash: hypertask_core::ContentHash) -> Entry {
+fn entry(hash: ContentHash) -> Entry {
     Entry {
         version: Version::of_hash(&hash),
         hash,

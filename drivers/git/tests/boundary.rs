@@ -198,3 +198,66 @@ async fn a_sync_of_2500_tasks_is_one_commit_and_a_no_op_sync_is_none() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_root_never_hides_a_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let remote = bare(dir, "remote.git");
+    let data = dir.join("data");
+    put_local(&data, &[task("one", "1"), task("two", "2")]);
+    sync_with(&data, dir, "a", &remote, false).await;
+    // The no-op sync that follows answers from the recorded root.
+    assert!(dir.join("a/.git/hypertask-root").exists());
+    sync_with(&data, dir, "a", &remote, false).await;
+    let cached = |id: &str| {
+        Replica::open(&data)
+            .unwrap()
+            .get(&hypertask_core::TaskId::new(id).unwrap())
+            .unwrap()
+            .map(|t| t.description().to_owned())
+    };
+    let newer = |id: &str, d: &str| {
+        let mut t = Replica::open(&data)
+            .unwrap()
+            .get(&hypertask_core::TaskId::new(id).unwrap())
+            .unwrap()
+            .unwrap();
+        t.edit(
+            &[hypertask_core::Change::Set("description".into(), json!(d))],
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        t.to_pretty_json()
+    };
+    let clone = dir.join("a");
+
+    // An edit by hand, not committed.
+    std::fs::write(clone.join("tasks/one.json"), newer("one", "1 by hand")).unwrap();
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(cached("one").as_deref(), Some("1 by hand"));
+
+    // A commit made with plain git in the clone.
+    std::fs::write(clone.join("tasks/two.json"), newer("two", "2 committed")).unwrap();
+    git(&clone, &["commit", "--quiet", "-am", "by hand"]);
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(cached("two").as_deref(), Some("2 committed"));
+
+    // A task file added by hand.
+    std::fs::write(
+        clone.join("tasks/three.json"),
+        task("three", "3").to_pretty_json(),
+    )
+    .unwrap();
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(cached("three").as_deref(), Some("3"));
+
+    // Another machine's push.
+    let other = dir.join("data-b");
+    sync_with(&other, dir, "b", &remote, false).await;
+    put_local(&other, &[task("four", "4")]);
+    sync_with(&other, dir, "b", &remote, false).await;
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(cached("four").as_deref(), Some("4"));
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+}

@@ -1,0 +1,84 @@
+//! The root hash of the clone's tasks, answered without listing when nothing changed: the
+//! common sync, in which neither side did anything, then costs one fetch and one status pass.
+//!
+//! At the end of a writing sync that listed every task, the root of that listing is recorded
+//! in `.git/hypertask-root` next to the branch's tree it describes. It is answered again only
+//! while the branch still has that very tree and `git status` finds no task file changed,
+//! added or removed in the working tree — so the recorded root is the root a listing would
+//! compute. Anything else (a fetch that moved the branch, an edit by hand, a commit made with
+//! plain git) makes the caller list.
+
+use git2::{Oid, Status, StatusOptions};
+use hypertask_core::{root_hash, ContentHash, DriverError, Hashes};
+
+use crate::repo::Session;
+use crate::tree::TASKS_DIR;
+
+/// Where the record lives, inside the clone's `.git`.
+const RECORD: &str = "hypertask-root";
+/// The record's format; a different one is ignored.
+const FORMAT: &str = concat!("hypertask-root v1 ", env!("CARGO_PKG_VERSION"));
+
+impl Session<'_> {
+    /// The recorded root, when it still describes the clone.
+    pub(crate) fn recorded_root(&self) -> Result<Option<ContentHash>, DriverError> {
+        let Ok(text) = std::fs::read_to_string(self.record_path()) else {
+            return Ok(None);
+        };
+        let mut lines = text.lines();
+        let (Some(FORMAT), Some(tree), Some(root)) = (lines.next(), lines.next(), lines.next())
+        else {
+            return Ok(None);
+        };
+        let (Ok(tree), Some(root)) = (Oid::from_str(tree), ContentHash::parse(root)) else {
+            return Ok(None);
+        };
+        if self.head_tree()? != Some(tree) || !self.tasks_clean()? {
+            return Ok(None);
+        }
+        Ok(Some(root))
+    }
+
+    /// Records `listed` as the root of the branch's current tree. Best effort: a record that
+    /// cannot be written only costs a listing next time.
+    pub(crate) fn record_root(&self, listed: &Hashes) -> Result<(), DriverError> {
+        let Some(tree) = self.head_tree()? else {
+            return Ok(());
+        };
+        let text = format!("{FORMAT}\n{tree}\n{}\n", root_hash(listed).as_str());
+        let _ = hypertask_core::files::write_atomic(&self.record_path(), text.as_bytes(), false);
+        Ok(())
+    }
+
+    /// Forgets the record (the next sync lists).
+    pub(crate) fn forget_root(&self) {
+        let _ = std::fs::remove_file(self.record_path());
+    }
+
+    fn record_path(&self) -> std::path::PathBuf {
+        self.workdir().join(".git").join(RECORD)
+    }
+
+    fn head_tree(&self) -> Result<Option<Oid>, DriverError> {
+        Ok(self.head()?.map(|c| c.tree_id()))
+    }
+
+    /// Whether no file under `tasks/` differs from the index (edited, added, removed).
+    fn tasks_clean(&self) -> Result<bool, DriverError> {
+        let mut opts = StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .exclude_submodules(true)
+            .pathspec(format!("{TASKS_DIR}/"));
+        let statuses = self
+            .repo
+            .statuses(Some(&mut opts))
+            .map_err(self.git("cannot read the working tree's status"))?;
+        let changed = Status::WT_NEW
+            | Status::WT_MODIFIED
+            | Status::WT_DELETED
+            | Status::WT_TYPECHANGE
+            | Status::WT_RENAMED;
+        Ok(!statuses.iter().any(|e| e.status().intersects(changed)))
+    }
+}
