@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypertask_core::{
-    async_trait, Access, Capabilities, ContentHash, DriverError, DriverInfo, Entry, ErrorKind,
-    Gets, Hashes, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task, TaskId,
-    Version, Write,
+    async_trait, root_hash, Access, Capabilities, ContentHash, DriverError, DriverInfo, Entry,
+    ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored,
+    Task, TaskId, Version, Write,
 };
 
 use crate::commit::Committed;
@@ -161,6 +161,13 @@ impl Store for GitStore {
         let (access, preview) = self.begun().await?;
         if preview.is_some_and(|p| !p.changes.is_empty()) {
             return Ok(None);
+        }
+        if access == Access::Write {
+            // Listed in this sync and kept up to date by every put since: the confirming
+            // pass of a sync needs no second listing.
+            if let Some(listed) = &self.state().listed {
+                return Ok(Some(root_hash(listed)));
+            }
         }
         let root = self
             .run("root", |session, _| session.recorded_root())
