@@ -1,15 +1,15 @@
 //! The root hash of the clone's tasks, answered without listing when nothing changed: the
 //! common sync, in which neither side did anything, then costs one fetch and one status pass.
 //!
-//! At the end of a writing sync that listed every task, the root of that listing is recorded
-//! in `.git/hypertask-root` next to the branch's tree it describes. It is answered again only
-//! while the branch still has that very tree and `git status` finds no task file changed,
-//! added or removed in the working tree — so the recorded root is the root a listing would
-//! compute. Anything else (a fetch that moved the branch, an edit by hand, a commit made with
-//! plain git) makes the caller list.
+//! At the end of a writing sync that listed every task, that listing (every task's hash) and
+//! its root are recorded in `.git/hypertask-root` next to the branch's tree they describe.
+//! They are used again only while the branch still has that very tree and `git status` finds
+//! no task file changed, added or removed in the working tree — so the record is what a
+//! listing would find. Anything else (a fetch that moved the branch, an edit by hand, a
+//! commit made with plain git) makes the caller list.
 
 use git2::{Oid, Status, StatusOptions};
-use hypertask_core::{root_hash, ContentHash, DriverError, Hashes};
+use hypertask_core::{root_hash, ContentHash, DriverError, Hashes, TaskId};
 
 use crate::repo::Session;
 use crate::tree::TASKS_DIR;
@@ -17,11 +17,11 @@ use crate::tree::TASKS_DIR;
 /// Where the record lives, inside the clone's `.git`.
 const RECORD: &str = "hypertask-root";
 /// The record's format; a different one is ignored.
-const FORMAT: &str = concat!("hypertask-root v1 ", env!("CARGO_PKG_VERSION"));
+const FORMAT: &str = concat!("hypertask-root v2 ", env!("CARGO_PKG_VERSION"));
 
 impl Session<'_> {
-    /// The recorded root, when it still describes the clone.
-    pub(crate) fn recorded_root(&self) -> Result<Option<ContentHash>, DriverError> {
+    /// The recorded listing and its root, when they still describe the clone.
+    pub(crate) fn recorded_root(&self) -> Result<Option<(ContentHash, Hashes)>, DriverError> {
         let Ok(text) = std::fs::read_to_string(self.record_path()) else {
             return Ok(None);
         };
@@ -33,10 +33,23 @@ impl Session<'_> {
         let (Ok(tree), Some(root)) = (Oid::from_str(tree), ContentHash::parse(root)) else {
             return Ok(None);
         };
-        if self.head_tree()? != Some(tree) || !self.tasks_clean()? {
+        if self.head_tree()? != Some(tree) {
             return Ok(None);
         }
-        Ok(Some(root))
+        let mut listed = Hashes::new();
+        for line in lines {
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(id, hash)| Some((TaskId::new(id).ok()?, ContentHash::parse(hash)?)));
+            let Some((id, hash)) = parsed else {
+                return Ok(None);
+            };
+            listed.insert(id, hash);
+        }
+        if root_hash(&listed) != root || !self.tasks_clean()? {
+            return Ok(None);
+        }
+        Ok(Some((root, listed)))
     }
 
     /// Records `listed` as the root of the branch's current tree. Best effort: a record that
@@ -45,7 +58,10 @@ impl Session<'_> {
         let Some(tree) = self.head_tree()? else {
             return Ok(());
         };
-        let text = format!("{FORMAT}\n{tree}\n{}\n", root_hash(listed).as_str());
+        let mut text = format!("{FORMAT}\n{tree}\n{}\n", root_hash(listed).as_str());
+        for (id, hash) in listed {
+            text.push_str(&format!("{id} {}\n", hash.as_str()));
+        }
         let _ = hypertask_core::files::write_atomic(&self.record_path(), text.as_bytes(), false);
         Ok(())
     }

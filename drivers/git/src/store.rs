@@ -169,17 +169,33 @@ impl Store for GitStore {
                 return Ok(Some(root_hash(listed)));
             }
         }
-        let root = self
+        let recorded = self
             .run("root", |session, _| session.recorded_root())
             .await?;
-        if root.is_some() && access == Access::Write {
-            self.state().clean = true;
-        }
-        Ok(root)
+        Ok(recorded.map(|(root, listed)| {
+            if access == Access::Write {
+                let mut s = self.state();
+                s.clean = true;
+                s.listed = Some(listed);
+            }
+            root
+        }))
     }
 
     async fn list(&self) -> Result<StoreInventory, DriverError> {
         let (access, preview) = self.begun().await?;
+        if access == Access::Write {
+            // Listed (or read from a valid record) in this sync, kept up to date by every put.
+            if let Some(listed) = &self.state().listed {
+                return Ok(StoreInventory {
+                    entries: listed
+                        .iter()
+                        .map(|(id, hash)| (id.clone(), entry(hash.clone())))
+                        .collect(),
+                    problems: Vec::new(),
+                });
+            }
+        }
         let inventory = self
             .run("list", move |_, clone| {
                 let scan = clone
@@ -346,10 +362,11 @@ impl Store for GitStore {
             session.push()?;
             let merged = head(session)? != after_commit;
             match state.listed {
+                // Nothing changed at all: the record stays valid as it is.
+                Some(_)
+                    if state.clean && staged.is_empty() && !merged && before == after_commit => {}
                 // The listing plus the writes is exactly what was committed.
                 Some(listed) if !committed.by_hand && !merged => session.record_root(&listed)?,
-                // Nothing changed at all: the record stays valid.
-                None if state.clean && staged.is_empty() && !merged && before == after_commit => {}
                 _ => session.forget_root(),
             }
             Ok(())
