@@ -215,7 +215,7 @@ impl Store for GitStore {
                             error: DriverError::new(
                                 &clone.name,
                                 ErrorKind::InvalidData,
-                                p.to_string(),
+                                format!("{p}; left untouched"),
                             ),
                             id: p.id,
                         })

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use git2::{Oid, Repository, RepositoryInitOptions};
-use hypertask_core::{DriverError, ErrorKind};
+use hypertask_core::{Backoff, DriverError, ErrorKind};
 
 use crate::config::{redact_url, RemoteLocation};
 use crate::error;
@@ -124,9 +124,11 @@ impl Session<'_> {
         };
         let url = location.url();
         let mut last = String::new();
+        // Racing clients spread out before they retry.
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
         for attempt in 0..MAX_PUSH_ATTEMPTS {
             if attempt > 0 {
-                backoff(attempt);
+                std::thread::sleep(backoff.next_delay());
                 self.fetch()?;
             }
             let Some(head) = self.head()?.map(|c| c.id()) else {
@@ -195,12 +197,4 @@ impl Session<'_> {
     pub(crate) fn probe(&self) -> Result<(), DriverError> {
         self.fetch()
     }
-}
-
-/// Jittered pause before retrying a rejected push, so racing clients spread out.
-fn backoff(attempt: u32) {
-    use rand::Rng;
-    let base = 5u64 * u64::from(attempt.min(6));
-    let jitter = rand::rng().random_range(0..=base);
-    std::thread::sleep(Duration::from_millis(base + jitter));
 }
