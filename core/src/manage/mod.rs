@@ -7,6 +7,7 @@
 pub mod attrs;
 mod deps;
 pub mod filter;
+pub mod purge;
 pub mod recur;
 mod status;
 pub mod taskwarrior;
