@@ -12,8 +12,9 @@
 //! - any other word: a case-insensitive piece of the description or an annotation; `/regex/`
 //!   matches them with a regular expression.
 //!
-//! Without a task reference or a `status:` term, a command's own default statuses apply (open
-//! tasks for `list`, for example); with one, tasks of every status match.
+//! Without a task reference, a `status:` term or a status tag (`+WAITING`, `+COMPLETED`, …), a
+//! command's own default statuses apply (open tasks for `list`, for example); with one, tasks
+//! of every status match.
 
 use std::collections::BTreeSet;
 
@@ -197,9 +198,16 @@ impl Filter {
             .any(|t| matches!(t, Term::Numbers(_) | Term::Id(_)))
     }
 
-    /// Whether the filter has a `status:` term.
+    /// Whether the filter says which statuses it wants: a `status:` term, or a status tag
+    /// such as `+WAITING` or `+COMPLETED`.
     pub fn has_status(&self) -> bool {
-        self.terms.iter().any(|t| matches!(t, Term::Status(_)))
+        self.terms.iter().any(|t| match t {
+            Term::Status(_) => true,
+            Term::Virtual(tag, true) => {
+                matches!(*tag, "PENDING" | "WAITING" | "COMPLETED" | "DELETED")
+            }
+            _ => false,
+        })
     }
 
     /// The instant the filter was parsed for.
@@ -654,7 +662,7 @@ mod tests {
         assert_eq!(ids(&["+BLOCKED"], OPEN).unwrap(), ["bbbb3333"]);
         assert_eq!(ids(&["+BLOCKING"], OPEN).unwrap(), ["aaab2222"]);
         assert_eq!(ids(&["+ANNOTATED"], OPEN).unwrap(), ["aaab2222"]);
-        assert_eq!(ids(&["+COMPLETED"], &Status::ALL).unwrap(), ["cccc4444"]);
+        assert_eq!(ids(&["+COMPLETED"], OPEN).unwrap(), ["cccc4444"]);
         assert_eq!(ids(&["-BLOCKED", "+PROJECT"], OPEN).unwrap(), ["aaaa1111", "aaab2222"]);
     }
 
