@@ -27,7 +27,13 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
     /// Filter terms for a command that also takes other words (`--filter +errand`).
-    #[arg(long = "filter", short = 'f', global = true, value_name = "TERM", allow_hyphen_values = true)]
+    #[arg(
+        long = "filter",
+        short = 'f',
+        global = true,
+        value_name = "TERM",
+        allow_hyphen_values = true
+    )]
     pub filter: Vec<String>,
     /// Words after a lone `--`: literal text, never options, tags or attributes.
     #[arg(skip)]
@@ -61,7 +67,11 @@ pub struct JsonFlag {
 pub struct FilterWords {
     /// A working-set number (`3`, `1,4`, `2-5`), an id prefix (4+ characters), `+tag`, `-tag`,
     /// `+OVERDUE`…, `project:home`, `due.before:friday`, `status:completed`, a word, `/regex/`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "FILTER")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "FILTER"
+    )]
     pub words: Vec<String>,
 }
 
@@ -292,8 +302,24 @@ pub fn split_literal(mut args: Vec<String>) -> (Vec<String>, Vec<String>) {
 
 /// Subcommands that take a filter, which Taskwarrior's order may put first.
 const FILTERED: &[&str] = &[
-    "list", "next", "completed", "waiting", "show", "info", "modify", "done", "delete", "restore",
-    "reopen", "start", "stop", "annotate", "append", "prepend", "edit", "export",
+    "list",
+    "next",
+    "completed",
+    "waiting",
+    "show",
+    "info",
+    "modify",
+    "done",
+    "delete",
+    "restore",
+    "reopen",
+    "start",
+    "stop",
+    "annotate",
+    "append",
+    "prepend",
+    "edit",
+    "export",
 ];
 
 /// Turns Taskwarrior's order (`hypertask FILTER… COMMAND WORDS…`) into ours
@@ -317,7 +343,10 @@ pub fn taskwarrior_order(args: Vec<String>) -> Vec<String> {
     if i >= args.len() || is_command(&args[i]) {
         return args;
     }
-    let Some(offset) = args[i..].iter().position(|w| FILTERED.contains(&w.as_str())) else {
+    let Some(offset) = args[i..]
+        .iter()
+        .position(|w| FILTERED.contains(&w.as_str()))
+    else {
         return args;
     };
     let at = i + offset;
@@ -430,13 +459,33 @@ mod tests {
     #[test]
     fn taskwarrior_order_becomes_ours() {
         let order = |s: &[&str]| taskwarrior_order(strings(s));
-        assert_eq!(order(&["ht", "3", "done"]), strings(&["ht", "done", "--filter=3"]));
         assert_eq!(
-            order(&["ht", "--yes", "+errand", "project:x", "modify", "priority:H"]),
-            strings(&["ht", "--yes", "modify", "--filter=+errand", "--filter=project:x", "priority:H"])
+            order(&["ht", "3", "done"]),
+            strings(&["ht", "done", "--filter=3"])
+        );
+        assert_eq!(
+            order(&[
+                "ht",
+                "--yes",
+                "+errand",
+                "project:x",
+                "modify",
+                "priority:H"
+            ]),
+            strings(&[
+                "ht",
+                "--yes",
+                "modify",
+                "--filter=+errand",
+                "--filter=project:x",
+                "priority:H"
+            ])
         );
         // Already ours, or no command at all: unchanged.
-        assert_eq!(order(&["ht", "add", "done"]), strings(&["ht", "add", "done"]));
+        assert_eq!(
+            order(&["ht", "add", "done"]),
+            strings(&["ht", "add", "done"])
+        );
         assert_eq!(order(&["ht", "frobnicate"]), strings(&["ht", "frobnicate"]));
     }
 }

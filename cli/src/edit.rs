@@ -21,7 +21,11 @@ pub(crate) fn add(s: &Session, words: &[String], json: bool) -> Result<()> {
     if m.description().is_none() {
         return Err(Usage("a new task needs a description".into()).into());
     }
-    let tasks = if has_depends(&m) { s.all()? } else { Vec::new() };
+    let tasks = if has_depends(&m) {
+        s.all()?
+    } else {
+        Vec::new()
+    };
     let mut task = Task::new(TaskId::generate(), s.now);
     let changes = changes_for(s, &tasks, &task, &m, Text::Replace)?;
     task.edit(&changes, s.now)?;
@@ -295,7 +299,11 @@ pub(crate) fn undo(s: &Session) -> Result<()> {
         text.push_str(&format!(
             "reverted {id} '{}'{}\n",
             current.description(),
-            if step.before.is_none() { " (deleted: the change created it)" } else { "" }
+            if step.before.is_none() {
+                " (deleted: the change created it)"
+            } else {
+                ""
+            }
         ));
         batch.push(current);
     }

@@ -92,9 +92,15 @@ fn run_editor(text: &str) -> Result<String> {
 fn changes(s: &Session, tasks: &[Task], task: &Task, edited: &str) -> Result<Vec<Change>> {
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     let mut notes: Vec<String> = Vec::new();
-    for line in edited.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in edited
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (key, value) = line.split_once(':').ok_or_else(|| {
-            Usage(format!("cannot read the line '{line}': expected `key: value`"))
+            Usage(format!(
+                "cannot read the line '{line}': expected `key: value`"
+            ))
         })?;
         let (key, value) = (key.trim(), value.trim());
         if key == "annotation" {
@@ -113,7 +119,10 @@ fn changes(s: &Session, tasks: &[Task], task: &Task, edited: &str) -> Result<Vec
     let old: BTreeMap<&str, &str> = before
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(": ").or_else(|| l.strip_suffix(':').map(|k| (k, ""))))
+        .filter_map(|l| {
+            l.split_once(": ")
+                .or_else(|| l.strip_suffix(':').map(|k| (k, "")))
+        })
         .collect();
     let mut out = Vec::new();
     for (key, value) in &values {
@@ -125,7 +134,10 @@ fn changes(s: &Session, tasks: &[Task], task: &Task, edited: &str) -> Result<Vec
                 let was: BTreeSet<&str> = task.tags().into_iter().collect();
                 let now: BTreeSet<&str> = value.split_whitespace().collect();
                 out.extend(now.difference(&was).map(|t| Change::AddTag(t.to_string())));
-                out.extend(was.difference(&now).map(|t| Change::RemoveTag(t.to_string())));
+                out.extend(
+                    was.difference(&now)
+                        .map(|t| Change::RemoveTag(t.to_string())),
+                );
             }
             "depends" => {
                 let was: BTreeSet<String> = task
@@ -139,7 +151,10 @@ fn changes(s: &Session, tasks: &[Task], task: &Task, edited: &str) -> Result<Vec
                     now.insert(s.resolve(tasks, r)?.to_string());
                 }
                 for id in now.difference(&was) {
-                    out.push(Change::Set(format!("{DEP_PREFIX}{id}"), Value::String("x".into())));
+                    out.push(Change::Set(
+                        format!("{DEP_PREFIX}{id}"),
+                        Value::String("x".into()),
+                    ));
                 }
                 for id in was.difference(&now) {
                     out.push(Change::Clear(format!("{DEP_PREFIX}{id}")));
@@ -170,7 +185,10 @@ fn changes(s: &Session, tasks: &[Task], task: &Task, edited: &str) -> Result<Vec
     let mut probe = task.clone();
     for text in remaining.into_iter().filter(|t| !t.is_empty()) {
         let key = probe.new_annotation_key(s.now);
-        probe.edit(&[Change::Set(key.clone(), Value::String(text.clone()))], s.now)?;
+        probe.edit(
+            &[Change::Set(key.clone(), Value::String(text.clone()))],
+            s.now,
+        )?;
         out.push(Change::Set(key, Value::String(text)));
     }
     Ok(out)
@@ -182,12 +200,19 @@ pub(crate) fn edit(s: &Session, words: &[String]) -> Result<()> {
     let statuses = [Status::Pending, Status::Waiting, Status::Completed];
     let targets = s.targets("edit", &tasks, words, &statuses)?;
     let [task] = targets.as_slice() else {
-        bail!("edit works on one task; the filter matches {}", targets.len());
+        bail!(
+            "edit works on one task; the filter matches {}",
+            targets.len()
+        );
     };
     let edited = run_editor(&render(s, task))?;
     let edit = changes(s, &tasks, task, &edited)?;
     if edit.is_empty() {
-        out(&format!("{} '{}': nothing changed\n", task.id(), task.description()));
+        out(&format!(
+            "{} '{}': nothing changed\n",
+            task.id(),
+            task.description()
+        ));
         return Ok(());
     }
     let written = s.edit_each("edit", std::slice::from_ref(task), |_| Ok(edit.clone()))?;

@@ -135,7 +135,15 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         _ => {}
     }
     let settings: Settings = settings::load(&Sources::from_process(cli.config, cli.data_dir))?;
-    let session = || Session::open(&settings, cli.yes, cli.color, cli.filter.clone(), cli.literal.clone());
+    let session = || {
+        Session::open(
+            &settings,
+            cli.yes,
+            cli.color,
+            cli.filter.clone(),
+            cli.literal.clone(),
+        )
+    };
     use edit::{Mark, Text};
     use reports::Report;
     const OPEN: &[Status] = &[Status::Pending];
@@ -154,7 +162,13 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
             if deleted {
                 statuses.push(Status::Deleted);
             }
-            reports::list(&session()?, &filter.words, Report::Next, &statuses, json.json)?
+            reports::list(
+                &session()?,
+                &filter.words,
+                Report::Next,
+                &statuses,
+                json.json,
+            )?
         }
         Command::Completed { json, filter } => reports::list(
             &session()?,
@@ -188,7 +202,9 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         Command::Purge { days } => edit::purge(&session()?, days)?,
         Command::Import { file } => return transfer::import(&session()?, &file),
         Command::Export { filter } => transfer::export(&session()?, &filter.words)?,
-        Command::Conflicts { json } => reports::conflicts(&Replica::open(&settings.data_dir)?, json.json)?,
+        Command::Conflicts { json } => {
+            reports::conflicts(&Replica::open(&settings.data_dir)?, json.json)?
+        }
         Command::Sync {
             drivers,
             dry_run,

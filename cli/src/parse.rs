@@ -99,7 +99,14 @@ mod tests {
     #[test]
     fn words_split_into_description_tags_and_attributes() {
         let m = parse(
-            &["buy", "milk", "+home", "due:tomorrow", "project:home", "10:30"],
+            &[
+                "buy",
+                "milk",
+                "+home",
+                "due:tomorrow",
+                "project:home",
+                "10:30",
+            ],
             &["+x", "a:b"],
             false,
         )
@@ -126,12 +133,18 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_usage_errors() {
         let e = parse(&["x", "foo:bar"], &[], false).unwrap_err().0;
-        assert!(e.contains("'foo'") && e.contains("project") && e.contains("--"), "{e}");
+        assert!(
+            e.contains("'foo'") && e.contains("project") && e.contains("--"),
+            "{e}"
+        );
         assert!(parse(&["x", "due:someday"], &[], false)
             .unwrap_err()
             .0
             .contains("someday"));
-        assert!(parse(&["x", "wait:"], &[], false).unwrap_err().0.contains("wait:"));
+        assert!(parse(&["x", "wait:"], &[], false)
+            .unwrap_err()
+            .0
+            .contains("wait:"));
         assert!(parse(&["x", "recur:often"], &[], false)
             .unwrap_err()
             .0

@@ -52,9 +52,7 @@ pub(crate) fn list(
         Report::Completed => {
             shown.sort_by(|(a, _), (b, _)| b.get_str("done").cmp(&a.get_str("done")))
         }
-        Report::Waiting => {
-            shown.sort_by(|(a, _), (b, _)| a.get_time("wait").cmp(&b.get_time("wait")))
-        }
+        Report::Waiting => shown.sort_by_key(|(t, _)| t.get_time("wait")),
     }
     let ws = if report == Report::Next {
         renumber(&s.replica, &tasks, s.now)
@@ -77,7 +75,9 @@ pub(crate) fn list(
             .map(|(t, u)| {
                 format!(
                     "{}\t{}\t{u:.2}\t{}\t{}\t{}\t{}\n",
-                    ws.number_of(t.id()).map(|n| n.to_string()).unwrap_or_default(),
+                    ws.number_of(t.id())
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
                     t.id(),
                     t.project().unwrap_or(""),
                     t.get_str("due").unwrap_or(""),
@@ -93,8 +93,17 @@ pub(crate) fn list(
         out("no tasks\n");
         return Ok(());
     }
-    let mut table = Table::new(&["ID", "Age", "P", "Project", "Tags", "Due", "Urg", "Description"])
-        .coloured(s.colour);
+    let mut table = Table::new(&[
+        "ID",
+        "Age",
+        "P",
+        "Project",
+        "Tags",
+        "Due",
+        "Urg",
+        "Description",
+    ])
+    .coloured(s.colour);
     for (t, u) in &shown {
         let mut desc = t.description().to_owned();
         let notes = t.annotations().len();
@@ -117,7 +126,9 @@ pub(crate) fn list(
             vec![
                 number(t),
                 age(t.created_at(), s.now),
-                t.priority().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                t.priority()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
                 t.project().unwrap_or("").to_owned(),
                 t.tags().join(" "),
                 due.unwrap_or_default(),
@@ -178,7 +189,11 @@ pub(crate) fn counts(s: &Session, projects: bool, json: bool) -> Result<()> {
     for (k, n) in &counts {
         let shown = if projects {
             let depth = k.matches('.').count();
-            format!("{}{}", "  ".repeat(depth), k.rsplit('.').next().unwrap_or(k))
+            format!(
+                "{}{}",
+                "  ".repeat(depth),
+                k.rsplit('.').next().unwrap_or(k)
+            )
         } else {
             k.clone()
         };
@@ -195,10 +210,17 @@ pub(crate) fn counts(s: &Session, projects: bool, json: bool) -> Result<()> {
 /// `show`/`info`.
 pub(crate) fn show(s: &Session, words: &[String], json: bool) -> Result<()> {
     if words.is_empty() && s.filter.is_empty() {
-        return Err(Usage("show needs a task: a number from `hypertask list` or an id".into()).into());
+        return Err(
+            Usage("show needs a task: a number from `hypertask list` or an id".into()).into(),
+        );
     }
     let tasks = s.all()?;
-    let statuses = [Status::Pending, Status::Waiting, Status::Completed, Status::Recurring];
+    let statuses = [
+        Status::Pending,
+        Status::Waiting,
+        Status::Completed,
+        Status::Recurring,
+    ];
     let found = s.select(&tasks, words, &statuses)?;
     if found.is_empty() {
         anyhow::bail!("no task matches '{}'", words.join(" "));
@@ -239,18 +261,27 @@ pub(crate) fn show(s: &Session, words: &[String], json: bool) -> Result<()> {
         for dep in task.dependencies() {
             line("depends on", describe(&dep));
         }
-        for other in tasks.iter().filter(|t| t.dependencies().contains(task.id())) {
+        for other in tasks
+            .iter()
+            .filter(|t| t.dependencies().contains(task.id()))
+        {
             line("blocks", describe(other.id()));
         }
         for a in task.annotations() {
             line(
                 "annotation",
-                format!("{}  {}", a.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"), a.text),
+                format!(
+                    "{}  {}",
+                    a.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M"),
+                    a.text
+                ),
             );
         }
         for (key, value) in task.as_map() {
-            let skip = matches!(key.as_str(), "id" | "description" | "tags" | "field_updated_at")
-                || key.starts_with(hypertask_core::manage::ANNOTATION_PREFIX)
+            let skip = matches!(
+                key.as_str(),
+                "id" | "description" | "tags" | "field_updated_at"
+            ) || key.starts_with(hypertask_core::manage::ANNOTATION_PREFIX)
                 || key.starts_with(hypertask_core::manage::DEP_PREFIX);
             if skip {
                 continue;
@@ -268,7 +299,13 @@ pub(crate) fn show(s: &Session, words: &[String], json: bool) -> Result<()> {
         for p in parts {
             line(
                 "",
-                format!("{:<12} {:>5.2} × {:>5.1} = {:>6.2}", p.name, p.factor, p.coefficient, p.value()),
+                format!(
+                    "{:<12} {:>5.2} × {:>5.1} = {:>6.2}",
+                    p.name,
+                    p.factor,
+                    p.coefficient,
+                    p.value()
+                ),
             );
         }
         let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

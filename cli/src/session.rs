@@ -100,7 +100,8 @@ impl<'a> Session<'a> {
 
     /// Parses filter words (a usage error when malformed).
     pub(crate) fn parse_filter(&self, words: &[String]) -> Result<Filter> {
-        Filter::parse(words, &self.settings.schema, &self.local).map_err(|e| Usage(e.to_string()).into())
+        Filter::parse(words, &self.settings.schema, &self.local)
+            .map_err(|e| Usage(e.to_string()).into())
     }
 
     /// The tasks `words` (with `--filter` terms and literal words) select among `tasks`;
@@ -147,7 +148,11 @@ impl<'a> Session<'a> {
             bail!(
                 "no task matches '{}'{}",
                 shown.join(" "),
-                if default == OPEN { " among the open tasks" } else { "" }
+                if default == OPEN {
+                    " among the open tasks"
+                } else {
+                    ""
+                }
             );
         }
         self.confirm(command, selected.len())?;
@@ -191,7 +196,10 @@ impl<'a> Session<'a> {
         let mut steps: Vec<(Option<Task>, Task)> = Vec::new();
         for target in targets {
             let before = self.replica.get(target.id())?.ok_or_else(|| {
-                anyhow!("task '{}' disappeared while it was being edited", target.id())
+                anyhow!(
+                    "task '{}' disappeared while it was being edited",
+                    target.id()
+                )
             })?;
             let changes = make(&before)?;
             let mut after = before.clone();

@@ -113,7 +113,11 @@ pub(crate) fn import(s: &Session, path: &Path) -> Result<bool> {
         "imported {} task{}: {added} new, {updated} updated, {unchanged} unchanged{}\n",
         items.len() - failed,
         if items.len() - failed == 1 { "" } else { "s" },
-        if failed > 0 { format!(", {failed} skipped") } else { String::new() }
+        if failed > 0 {
+            format!(", {failed} skipped")
+        } else {
+            String::new()
+        }
     ));
     if failed > 0 && failed == items.len() {
         bail!("nothing could be imported from {}", path.display());

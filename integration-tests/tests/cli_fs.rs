@@ -221,7 +221,10 @@ fn prefixes_must_be_unambiguous() {
     // A unique prefix works.
     m.ok(&["done", "ABCD000001"]);
     assert!(find(&m.tasks(), ids[1].as_str()).unwrap()["done"].is_string());
-    assert!(find(&m.tasks(), ids[0].as_str()).unwrap().get("done").is_none());
+    assert!(find(&m.tasks(), ids[0].as_str())
+        .unwrap()
+        .get("done")
+        .is_none());
     for missing in ["nosuchtask", "abc"] {
         let out = m.run(&["show", missing]);
         assert_eq!(out.status.code(), Some(1), "{missing}");

@@ -32,7 +32,9 @@ fn listed(m: &Machine, args: &[&str]) -> Vec<String> {
     all.extend_from_slice(args);
     all.push("--json");
     let v: Vec<Value> = serde_json::from_str(&m.ok(&all)).unwrap();
-    v.iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect()
+    v.iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Runs `hypertask ARGS…` with `input` on stdin.
@@ -55,7 +57,10 @@ fn with_stdin(m: &Machine, args: &[&str], input: &str) -> Output {
 }
 
 fn fs_config(shared: &Path) -> String {
-    format!("[drivers.shared]\ntype = \"fs\"\npath = {}\n", toml_path(shared))
+    format!(
+        "[drivers.shared]\ntype = \"fs\"\npath = {}\n",
+        toml_path(shared)
+    )
 }
 
 fn two_machines() -> (tempfile::TempDir, Machine, Machine) {
@@ -75,8 +80,15 @@ fn attributes_are_fields_never_description_text() {
     let id = add(
         &m,
         &[
-            "pay", "rent", "project:home", "priority:H", "+bills", "scheduled:2030-01-01",
-            "until:2031-01-01", "estimate:2.5", "size:S",
+            "pay",
+            "rent",
+            "project:home",
+            "priority:H",
+            "+bills",
+            "scheduled:2030-01-01",
+            "until:2031-01-01",
+            "estimate:2.5",
+            "size:S",
         ],
     );
     let t = task(&m, &id);
@@ -88,7 +100,10 @@ fn attributes_are_fields_never_description_text() {
     assert!(t["scheduled"].as_str().unwrap().ends_with(".000Z"));
     assert!(t["until"].as_str().unwrap().ends_with(".000Z"));
     for key in ["project", "priority", "estimate", "size"] {
-        assert!(t["field_updated_at"][key].is_string(), "{key} has its own clock");
+        assert!(
+            t["field_updated_at"][key].is_string(),
+            "{key} has its own clock"
+        );
     }
 
     // The habit that used to replace the description now sets the project.
@@ -111,7 +126,10 @@ fn attributes_are_fields_never_description_text() {
         assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     }
     let err = stderr(&m.run(&["add", "call", "bob", "foo:bar"]));
-    assert!(err.contains("'foo'") && err.contains("project") && err.contains("estimate"), "{err}");
+    assert!(
+        err.contains("'foo'") && err.contains("project") && err.contains("estimate"),
+        "{err}"
+    );
     assert_eq!(m.cache_files(), before);
 
     // After a lone `--`, words are text whatever they look like.
@@ -124,8 +142,20 @@ fn attributes_are_fields_never_description_text() {
 #[test]
 fn filters_and_virtual_tags_select_tasks() {
     let m = Machine::new();
-    let garden = add(&m, &["dig", "beds", "project:home.garden", "+errand", "due:yesterday"]);
-    let rent = add(&m, &["pay", "rent", "project:home", "priority:H", "due:tomorrow"]);
+    let garden = add(
+        &m,
+        &[
+            "dig",
+            "beds",
+            "project:home.garden",
+            "+errand",
+            "due:yesterday",
+        ],
+    );
+    let rent = add(
+        &m,
+        &["pay", "rent", "project:home", "priority:H", "due:tomorrow"],
+    );
     let report = add(&m, &["write", "report", "project:work", "due:today"]);
     let later = add(&m, &["someday", "idea", "wait:tomorrow"]);
     let blocked = add(&m, &["file", "taxes", "+errand"]);
@@ -144,24 +174,31 @@ fn filters_and_virtual_tags_select_tasks() {
         v
     };
     assert_eq!(set(listed(&m, &["project:home"])), ids(&[&garden, &rent]));
-    assert_eq!(listed(&m, &["priority:H"]), [rent.clone()]);
+    assert_eq!(listed(&m, &["priority:H"]), [rent.as_str()]);
     assert_eq!(set(listed(&m, &["+errand"])), ids(&[&garden, &blocked]));
-    assert_eq!(listed(&m, &["-errand", "rent"]), [rent.clone()]);
-    assert_eq!(listed(&m, &["/^WRITE/"]), [report.clone()]);
-    assert_eq!(listed(&m, &["standing"]), [rent.clone()], "annotations are searched");
-    assert_eq!(listed(&m, &["due.after:today"]), [rent.clone()]);
+    assert_eq!(listed(&m, &["-errand", "rent"]), [rent.as_str()]);
+    assert_eq!(listed(&m, &["/^WRITE/"]), [report.as_str()]);
+    assert_eq!(
+        listed(&m, &["standing"]),
+        [rent.as_str()],
+        "annotations are searched"
+    );
+    assert_eq!(listed(&m, &["due.after:today"]), [rent.as_str()]);
     assert_eq!(set(listed(&m, &["due.before:today"])), ids(&[&garden]));
     assert_eq!(set(listed(&m, &["+OVERDUE"])), ids(&[&garden, &report]));
-    assert_eq!(listed(&m, &["+TODAY"]), [report.clone()]);
-    assert_eq!(listed(&m, &["+TOMORROW"]), [rent.clone()]);
-    assert_eq!(listed(&m, &["+ACTIVE"]), [report.clone()]);
-    assert_eq!(listed(&m, &["+BLOCKED"]), [blocked.clone()]);
-    assert_eq!(listed(&m, &["+BLOCKING"]), [rent.clone()]);
-    assert_eq!(listed(&m, &["+WAITING"]), [later.clone()]);
-    assert!(!listed(&m, &[]).contains(&later), "waiting tasks are hidden");
+    assert_eq!(listed(&m, &["+TODAY"]), [report.as_str()]);
+    assert_eq!(listed(&m, &["+TOMORROW"]), [rent.as_str()]);
+    assert_eq!(listed(&m, &["+ACTIVE"]), [report.as_str()]);
+    assert_eq!(listed(&m, &["+BLOCKED"]), [blocked.as_str()]);
+    assert_eq!(listed(&m, &["+BLOCKING"]), [rent.as_str()]);
+    assert_eq!(listed(&m, &["+WAITING"]), [later.as_str()]);
+    assert!(
+        !listed(&m, &[]).contains(&later),
+        "waiting tasks are hidden"
+    );
     m.ok(&["done", &garden]);
-    assert_eq!(listed(&m, &["+COMPLETED"]), [garden.clone()]);
-    assert_eq!(listed(&m, &["status:completed"]), [garden.clone()]);
+    assert_eq!(listed(&m, &["+COMPLETED"]), [garden.as_str()]);
+    assert_eq!(listed(&m, &["status:completed"]), [garden.as_str()]);
     assert!(!listed(&m, &["+errand"]).contains(&garden));
 
     // Urgency orders `next`: high priority, due soon and blocking first; blocked last.
@@ -171,7 +208,11 @@ fn filters_and_virtual_tags_select_tasks() {
     assert_eq!(order.last(), Some(&blocked), "{order:?}");
 
     // Unknown filter keys and modifiers are usage errors.
-    for bad in [["list", "foo:bar"], ["list", "due.soon:1d"], ["list", "status:open"]] {
+    for bad in [
+        ["list", "foo:bar"],
+        ["list", "due.soon:1d"],
+        ["list", "status:open"],
+    ] {
         assert_eq!(m.run(&bad).status.code(), Some(2), "{bad:?}");
     }
 }
@@ -212,7 +253,11 @@ fn digits_are_working_set_numbers_never_id_prefixes() {
     let m = Machine::new();
     // A task whose id starts with digits, as imported ids may.
     let file = m.dir.path().join("old.json");
-    std::fs::write(&file, r#"{"id": "2345abcd", "description": "digits first"}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"id": "2345abcd", "description": "digits first"}"#,
+    )
+    .unwrap();
     m.ok(&["import", &file.to_string_lossy()]);
     let a = add(&m, &["first"]);
     let b = add(&m, &["second"]);
@@ -221,7 +266,10 @@ fn digits_are_working_set_numbers_never_id_prefixes() {
         .lines()
         .map(|l| {
             let mut cols = l.split('\t');
-            (cols.next().unwrap().to_owned(), cols.next().unwrap().to_owned())
+            (
+                cols.next().unwrap().to_owned(),
+                cols.next().unwrap().to_owned(),
+            )
         })
         .collect();
     assert_eq!(numbers.len(), 3, "{piped}");
@@ -240,7 +288,10 @@ fn digits_are_working_set_numbers_never_id_prefixes() {
     let first = number_of(&a);
     m.ok(&["done", &first]);
     let again = m.ok(&["done", &first]);
-    assert!(again.contains(&a) && again.contains("already done"), "{again}");
+    assert!(
+        again.contains(&a) && again.contains("already done"),
+        "{again}"
+    );
     let c = add(&m, &["third"]);
     let shown: Value = serde_json::from_str(&m.ok(&["show", "4", "--json"])).unwrap();
     assert_eq!(shown["id"], c, "a new task gets the next free number");
@@ -265,8 +316,11 @@ fn reopen_start_stop_append_prepend_and_reports() {
     m.ok(&["reopen", &id]);
     let t = task(&m, &id);
     assert!(t.get("done").is_none());
-    assert!(t["field_updated_at"]["done"].is_string(), "the removal has a clock");
-    assert_eq!(listed(&m, &[]), [id.clone()]);
+    assert!(
+        t["field_updated_at"]["done"].is_string(),
+        "the removal has a clock"
+    );
+    assert_eq!(listed(&m, &[]), [id.as_str()]);
 
     m.ok(&["start", &id]);
     assert!(task(&m, &id)["start"].is_string());
@@ -274,14 +328,20 @@ fn reopen_start_stop_append_prepend_and_reports() {
     assert!(task(&m, &id).get("start").is_none());
     m.ok(&["append", &id, "and", "herbs"]);
     m.ok(&["prepend", &id, "please"]);
-    assert_eq!(task(&m, &id)["description"], "please water plants and herbs");
+    assert_eq!(
+        task(&m, &id)["description"],
+        "please water plants and herbs"
+    );
 
     let projects: Value = serde_json::from_str(&m.ok(&["projects", "--json"])).unwrap();
     assert_eq!(projects, json!({"home": 1, "home.garden": 1}));
     let tags: Value = serde_json::from_str(&m.ok(&["tags", "--json"])).unwrap();
     assert_eq!(tags, json!({"green": 1}));
     let info = m.ok(&["info", &id]);
-    assert!(info.contains("urgency") && info.contains("project"), "{info}");
+    assert!(
+        info.contains("urgency") && info.contains("project"),
+        "{info}"
+    );
     let later = add(&m, &["later", "wait:2099-01-01"]);
     assert!(m.ok(&["waiting"]).contains(&later));
 
@@ -325,7 +385,8 @@ fn undo_reverts_a_modify_and_a_done_as_new_edits_that_sync() {
     assert_eq!(t["project"], "home");
     assert!(t.get("tags").is_none());
     assert!(
-        t["field_updated_at"]["description"].as_str() > modified["field_updated_at"]["description"].as_str(),
+        t["field_updated_at"]["description"].as_str()
+            > modified["field_updated_at"]["description"].as_str(),
         "the revert is a new edit with a newer clock"
     );
 
@@ -339,7 +400,7 @@ fn undo_reverts_a_modify_and_a_done_as_new_edits_that_sync() {
     a.ok(&["sync"]);
     b.ok(&["sync"]);
     assert!(task(&b, &id).get("done").is_none());
-    assert_eq!(listed(&b, &[]), [id.clone()]);
+    assert_eq!(listed(&b, &[]), [id.as_str()]);
 
     // Undo of the add deletes the task; then the journal is empty.
     a.ok(&["undo"]);
@@ -352,7 +413,10 @@ fn undo_reverts_a_modify_and_a_done_as_new_edits_that_sync() {
 #[test]
 fn recurrence_completed_on_two_replicas_creates_exactly_one_next_instance() {
     let (_shared, a, b) = two_machines();
-    let id = add(&a, &["water", "plants", "recur:1w", "due:2030-01-07", "+home"]);
+    let id = add(
+        &a,
+        &["water", "plants", "recur:1w", "due:2030-01-07", "+home"],
+    );
     a.ok(&["sync"]);
     b.ok(&["sync"]);
     // Both complete the same instance offline.
@@ -374,12 +438,26 @@ fn recurrence_completed_on_two_replicas_creates_exactly_one_next_instance() {
     assert_eq!(next["parent"], id.as_str());
     assert_eq!(next["tags"], json!(["home"]));
     let due = chrono::DateTime::parse_from_rfc3339(next["due"].as_str().unwrap()).unwrap();
-    let first = chrono::DateTime::parse_from_rfc3339(task(&a, &id)["due"].as_str().unwrap()).unwrap();
+    let first =
+        chrono::DateTime::parse_from_rfc3339(task(&a, &id)["due"].as_str().unwrap()).unwrap();
     assert_eq!(due - first, chrono::Duration::weeks(1));
-    assert_eq!(a.cache_files(), b.cache_files(), "the two copies merged into one");
+    assert_eq!(
+        a.cache_files(),
+        b.cache_files(),
+        "the two copies merged into one"
+    );
 
     // `until:` ends the series.
-    let last = add(&a, &["last", "one", "recur:1w", "due:2030-01-07", "until:2030-01-10"]);
+    let last = add(
+        &a,
+        &[
+            "last",
+            "one",
+            "recur:1w",
+            "due:2030-01-07",
+            "until:2030-01-10",
+        ],
+    );
     let out = a.ok(&["done", &last]);
     assert!(!out.contains("next instance"), "{out}");
     assert_eq!(listed(&a, &[]).len(), 1);
@@ -443,13 +521,22 @@ fn a_taskwarrior_export_imports_and_reimporting_changes_nothing() {
     assert_eq!(passport["tags"], json!(["errand", "office"]));
     assert_eq!(passport["estimate"], 3);
     assert_eq!(passport["client"], "self");
-    assert_eq!(passport["annotation_1767434400000"], "photos from the booth");
+    assert_eq!(
+        passport["annotation_1767434400000"],
+        "photos from the booth"
+    );
     assert_eq!(passport["annotation_1767520800000"], "form 42B");
     assert!(passport.get("urgency").is_none() && passport.get("uuid").is_none());
     let flights = task(&m, "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d");
     assert_eq!(flights["dep_2f1c7a4e-5b9d-4c1e-8f3a-1d2e3f4a5b6c"], "x");
-    assert_eq!(task(&m, "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f")["done"], "2026-02-01T10:00:00.000Z");
-    assert_eq!(task(&m, "d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f7a")["deleted"], "2026-01-15T10:00:00.000Z");
+    assert_eq!(
+        task(&m, "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f")["done"],
+        "2026-02-01T10:00:00.000Z"
+    );
+    assert_eq!(
+        task(&m, "d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f7a")["deleted"],
+        "2026-01-15T10:00:00.000Z"
+    );
     let template = task(&m, "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a8b");
     assert_eq!(template["status"], "recurring");
     let instance = task(&m, "f6a7b8c9-d0e1-4f2a-9b3c-4d5e6f7a8b9c");
@@ -459,9 +546,18 @@ fn a_taskwarrior_export_imports_and_reimporting_changes_nothing() {
     // Statuses as Taskwarrior had them: three pending listed, the template is not.
     let open = listed(&m, &[]);
     assert_eq!(open.len(), 3, "{open:?}");
-    assert_eq!(listed(&m, &["+WAITING"]), ["0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"]);
-    assert_eq!(listed(&m, &["+BLOCKED"]), ["7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"]);
-    assert_eq!(listed(&m, &["status:recurring"]), ["e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a8b"]);
+    assert_eq!(
+        listed(&m, &["+WAITING"]),
+        ["0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"]
+    );
+    assert_eq!(
+        listed(&m, &["+BLOCKED"]),
+        ["7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"]
+    );
+    assert_eq!(
+        listed(&m, &["status:recurring"]),
+        ["e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a8b"]
+    );
 
     // Re-importing, as an array or one object per line, changes nothing.
     let before = m.cache_files();
@@ -476,7 +572,12 @@ fn a_taskwarrior_export_imports_and_reimporting_changes_nothing() {
 
     // Completing the imported instance continues the series exactly once.
     m.ok(&["done", "f6a7b8c9"]);
-    let next: Vec<Value> = serde_json::from_str(&m.ok(&["list", "parent:e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a8b", "--json"])).unwrap();
+    let next: Vec<Value> = serde_json::from_str(&m.ok(&[
+        "list",
+        "parent:e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a8b",
+        "--json",
+    ]))
+    .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0]["due"], "2030-01-14T09:00:00.000Z");
 
@@ -492,7 +593,17 @@ fn a_taskwarrior_export_imports_and_reimporting_changes_nothing() {
 #[test]
 fn export_then_import_round_trips() {
     let m = Machine::new();
-    let a = add(&m, &["pay", "rent", "project:home", "priority:M", "+bills", "due:2030-02-01"]);
+    let a = add(
+        &m,
+        &[
+            "pay",
+            "rent",
+            "project:home",
+            "priority:M",
+            "+bills",
+            "due:2030-02-01",
+        ],
+    );
     let b = add(&m, &["file", "taxes", "scheduled:2030-03-01"]);
     m.ok(&["modify", &b, &format!("depends:{a}")]);
     m.ok(&["annotate", &a, "standing", "order"]);
@@ -507,12 +618,21 @@ fn export_then_import_round_trips() {
     for doc in &docs {
         let uuid = doc["uuid"].as_str().unwrap();
         assert_eq!(uuid.len(), 36, "Taskwarrior needs a UUID: {doc}");
-        assert!(doc["entry"].as_str().unwrap().ends_with('Z') && !doc["entry"].as_str().unwrap().contains('-'));
+        assert!(
+            doc["entry"].as_str().unwrap().ends_with('Z')
+                && !doc["entry"].as_str().unwrap().contains('-')
+        );
         assert!(["pending", "completed", "deleted"].contains(&doc["status"].as_str().unwrap()));
     }
-    let rent = docs.iter().find(|d| d["hypertask_id"] == a.as_str()).unwrap();
+    let rent = docs
+        .iter()
+        .find(|d| d["hypertask_id"] == a.as_str())
+        .unwrap();
     assert_eq!(rent["annotations"][0]["description"], "standing order");
-    let taxes = docs.iter().find(|d| d["hypertask_id"] == b.as_str()).unwrap();
+    let taxes = docs
+        .iter()
+        .find(|d| d["hypertask_id"] == b.as_str())
+        .unwrap();
     assert_eq!(taxes["depends"], json!([rent["uuid"]]));
     let filtered: Vec<Value> = serde_json::from_str(&m.ok(&["export", "project:home"])).unwrap();
     assert_eq!(filtered.len(), 1);
@@ -530,7 +650,13 @@ fn export_then_import_round_trips() {
     other.ok(&["import", &file.to_string_lossy()]);
     let strip = |mut t: Value| {
         let o = t.as_object_mut().unwrap();
-        for k in ["field_updated_at", "created_at", "updated_at", "done", "deleted"] {
+        for k in [
+            "field_updated_at",
+            "created_at",
+            "updated_at",
+            "done",
+            "deleted",
+        ] {
             o.remove(k);
         }
         t
@@ -562,19 +688,30 @@ fn export_then_import_round_trips() {
 fn completions_and_man_page_come_from_the_argument_definitions() {
     let m = Machine::new();
     let bash = m.ok(&["completions", "bash"]);
-    assert!(bash.contains("_hypertask") && bash.contains("annotate"), "{bash}");
+    assert!(
+        bash.contains("_hypertask") && bash.contains("annotate"),
+        "{bash}"
+    );
     // bash accepts it and registers the completion.
     let script = m.dir.path().join("ht.bash");
     std::fs::write(&script, &bash).unwrap();
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg(format!("source {} && complete -p hypertask", script.display()))
+        .arg(format!(
+            "source {} && complete -p hypertask",
+            script.display()
+        ))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("hypertask"));
     assert!(m.ok(&["completions", "zsh"]).contains("#compdef hypertask"));
-    assert!(m.ok(&["completions", "fish"]).contains("complete -c hypertask"));
+    assert!(m
+        .ok(&["completions", "fish"])
+        .contains("complete -c hypertask"));
     let man = m.ok(&["man"]);
-    assert!(man.contains(".TH hypertask") && man.contains("undo"), "{man}");
+    assert!(
+        man.contains(".TH hypertask") && man.contains("undo"),
+        "{man}"
+    );
 }

@@ -189,13 +189,18 @@ impl Schema {
     /// Whether `key` holds a date (built-in or a `date` attribute).
     pub fn is_date(&self, key: &str) -> bool {
         DATE_ATTRIBUTES.contains(&key)
-            || matches!(key, "start" | "done" | "deleted" | "created_at" | "updated_at")
+            || matches!(
+                key,
+                "start" | "done" | "deleted" | "created_at" | "updated_at"
+            )
             || self.udas.get(key).is_some_and(|u| u.kind == UdaType::Date)
     }
 
     /// Whether `key` holds a number (a `number` attribute).
     pub fn is_number(&self, key: &str) -> bool {
-        self.udas.get(key).is_some_and(|u| u.kind == UdaType::Number)
+        self.udas
+            .get(key)
+            .is_some_and(|u| u.kind == UdaType::Number)
     }
 
     /// Reads `key:value` as a modification; dates are read relative to `now`, in its zone.
@@ -349,8 +354,14 @@ mod tests {
         );
         assert_eq!(set("due", "").unwrap(), AttrChange::Clear("due".into()));
         assert!(matches!(set("size", "M"), Err(AttrError::Value { .. })));
-        assert!(matches!(set("priority", "urgent"), Err(AttrError::Value { .. })));
-        assert!(matches!(set("project", "a..b"), Err(AttrError::Value { .. })));
+        assert!(matches!(
+            set("priority", "urgent"),
+            Err(AttrError::Value { .. })
+        ));
+        assert!(matches!(
+            set("project", "a..b"),
+            Err(AttrError::Value { .. })
+        ));
         let e = set("foo", "bar").unwrap_err();
         let text = e.to_string();
         assert!(text.contains("'foo'") && text.contains("project") && text.contains("estimate"));

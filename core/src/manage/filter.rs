@@ -37,7 +37,10 @@ pub const VIRTUAL_TAGS: &[(&str, &str)] = &[
     ("DUE", "open and due within 7 days, not yet overdue"),
     ("ACTIVE", "started and open"),
     ("SCHEDULED", "has a scheduled date"),
-    ("READY", "pending, not blocked, and not scheduled in the future"),
+    (
+        "READY",
+        "pending, not blocked, and not scheduled in the future",
+    ),
     ("BLOCKED", "waits for an open task"),
     ("UNBLOCKED", "waits for no open task"),
     ("BLOCKING", "an open task waits for it"),
@@ -127,6 +130,16 @@ enum Op {
     Any,
 }
 
+/// A stretch of time: its first instant and the first one after it.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// A date in a filter: the instant typed, and the local day it falls on.
+#[derive(Debug, Clone, Copy)]
+struct DateValue {
+    at: DateTime<Utc>,
+    day: Span,
+}
+
 #[derive(Debug, Clone)]
 enum Term {
     Tag(String, bool),
@@ -136,8 +149,8 @@ enum Term {
         field: String,
         op: Op,
         text: String,
-        /// For date fields: the instant, and the local day it falls on.
-        date: Option<(DateTime<Utc>, (DateTime<Utc>, DateTime<Utc>))>,
+        /// For date fields.
+        date: Option<DateValue>,
         number: Option<f64>,
     },
     Regex(regex::Regex),
@@ -151,10 +164,10 @@ enum Term {
 pub struct Filter {
     terms: Vec<Term>,
     now: DateTime<Utc>,
-    today: (DateTime<Utc>, DateTime<Utc>),
-    tomorrow: (DateTime<Utc>, DateTime<Utc>),
-    yesterday: (DateTime<Utc>, DateTime<Utc>),
-    week: (DateTime<Utc>, DateTime<Utc>),
+    today: Span,
+    tomorrow: Span,
+    yesterday: Span,
+    week: Span,
 }
 
 impl Filter {
@@ -251,10 +264,7 @@ impl Filter {
                     1 => Ok(Some(hits)),
                     _ => Err(FilterError::Ambiguous {
                         prefix: prefix.to_owned(),
-                        candidates: hits
-                            .iter()
-                            .map(|&i| tasks[i].id().to_string())
-                            .collect(),
+                        candidates: hits.iter().map(|&i| tasks[i].id().to_string()).collect(),
                     }),
                 }
             };
@@ -329,7 +339,7 @@ impl Filter {
         let status = task.status(self.now);
         let open = status.is_open();
         let due = task.get_time("due");
-        let within = |(a, b): (DateTime<Utc>, DateTime<Utc>)| due.is_some_and(|d| a <= d && d < b);
+        let within = |(a, b): Span| due.is_some_and(|d| a <= d && d < b);
         match tag {
             "OVERDUE" => open && due.is_some_and(|d| d < self.now),
             "TODAY" => within(self.today),
@@ -337,9 +347,8 @@ impl Filter {
             "YESTERDAY" => within(self.yesterday),
             "WEEK" => within(self.week),
             "DUE" => {
-                open && due.is_some_and(|d| {
-                    d >= self.now && d < self.now + chrono::Duration::days(7)
-                })
+                open && due
+                    .is_some_and(|d| d >= self.now && d < self.now + chrono::Duration::days(7))
             }
             "ACTIVE" => task.is_active(),
             "SCHEDULED" => task.get("scheduled").is_some(),
@@ -396,7 +405,9 @@ fn parse_term<Tz: TimeZone>(
             .case_insensitive(true)
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| FilterError::Term(format!("'{word}' is not a valid regular expression: {e}")))?;
+            .map_err(|e| {
+                FilterError::Term(format!("'{word}' is not a valid regular expression: {e}"))
+            })?;
         return Ok(Term::Regex(re));
     }
     if let Some(ns) = numbers(word) {
@@ -479,7 +490,7 @@ fn parse_term<Tz: TimeZone>(
         })?;
         let day = day_of(t, &now.timezone())
             .ok_or_else(|| FilterError::Term(format!("'{word}': the date is out of range")))?;
-        date = Some((t, day));
+        date = Some(DateValue { at: t, day });
     } else if !value.is_empty() && schema.is_number(&field) {
         number = Some(value.parse::<f64>().map_err(|_| AttrError::Value {
             key: name.to_owned(),
@@ -504,7 +515,11 @@ fn tag_term(tag: &str, present: bool) -> Term {
 
 /// `3`, `1,4`, `2-5`, `1,3-4`: working-set numbers; `None` when the word is not such a list.
 fn numbers(word: &str) -> Option<Vec<usize>> {
-    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'-') {
+    if word.is_empty()
+        || !word
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+    {
         return None;
     }
     if !word.bytes().next()?.is_ascii_digit() {
@@ -531,7 +546,7 @@ fn attr_holds(
     field: &str,
     op: Op,
     text: &str,
-    date: Option<&(DateTime<Utc>, (DateTime<Utc>, DateTime<Utc>))>,
+    date: Option<&DateValue>,
     number: Option<f64>,
 ) -> bool {
     let value = task.get(field).filter(|v| !v.is_null());
@@ -544,7 +559,11 @@ fn attr_holds(
         Op::Any => return value.is_some(),
         _ => {}
     }
-    if let Some((at, (start, end))) = date {
+    if let Some(DateValue {
+        at,
+        day: (start, end),
+    }) = date
+    {
         let Some(t) = task.get_time(field) else {
             return op == Op::Not;
         };
@@ -638,7 +657,10 @@ mod tests {
 
     #[test]
     fn attributes_tags_and_words() {
-        assert_eq!(ids(&["project:home"], OPEN).unwrap(), ["aaaa1111", "aaab2222"]);
+        assert_eq!(
+            ids(&["project:home"], OPEN).unwrap(),
+            ["aaaa1111", "aaab2222"]
+        );
         assert_eq!(ids(&["project.not:home"], OPEN).unwrap(), ["bbbb3333"]);
         assert_eq!(ids(&["priority:H"], OPEN).unwrap(), ["aaaa1111"]);
         assert_eq!(ids(&["priority:"], OPEN).unwrap(), ["aaab2222", "bbbb3333"]);
@@ -663,7 +685,10 @@ mod tests {
         assert_eq!(ids(&["+BLOCKING"], OPEN).unwrap(), ["aaab2222"]);
         assert_eq!(ids(&["+ANNOTATED"], OPEN).unwrap(), ["aaab2222"]);
         assert_eq!(ids(&["+COMPLETED"], OPEN).unwrap(), ["cccc4444"]);
-        assert_eq!(ids(&["-BLOCKED", "+PROJECT"], OPEN).unwrap(), ["aaaa1111", "aaab2222"]);
+        assert_eq!(
+            ids(&["-BLOCKED", "+PROJECT"], OPEN).unwrap(),
+            ["aaaa1111", "aaab2222"]
+        );
     }
 
     #[test]
@@ -676,8 +701,14 @@ mod tests {
         assert_eq!(ids(&["CCCC"], OPEN).unwrap(), ["cccc4444"]);
         assert!(matches!(ids(&["aaa"], OPEN), Ok(v) if v.is_empty()));
         assert!(matches!(ids(&["aaaa"], OPEN), Ok(v) if v == ["aaaa1111"]));
-        assert!(matches!(ids(&["id:aaa"], OPEN), Err(FilterError::Ambiguous { .. })));
+        assert!(matches!(
+            ids(&["id:aaa"], OPEN),
+            Err(FilterError::Ambiguous { .. })
+        ));
         // References are alternatives, other terms still apply.
-        assert_eq!(ids(&["aaaa", "bbbb", "+errand"], OPEN).unwrap(), ["aaaa1111"]);
+        assert_eq!(
+            ids(&["aaaa", "bbbb", "+errand"], OPEN).unwrap(),
+            ["aaaa1111"]
+        );
     }
 }

@@ -34,7 +34,10 @@ pub(crate) fn validate_attributes(doc: &Map<String, Value>) -> Result<(), (Strin
         }
         if let Some(ms) = key.strip_prefix(ANNOTATION_PREFIX) {
             if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
-                return Err((key.clone(), "an annotation key ends in epoch milliseconds".into()));
+                return Err((
+                    key.clone(),
+                    "an annotation key ends in epoch milliseconds".into(),
+                ));
             }
             if !value.is_string() {
                 return Err((key.clone(), "an annotation must be a string".into()));

@@ -76,9 +76,7 @@ pub fn next_instance(
             key.as_str(),
             "id" | "created_at" | "updated_at" | "field_updated_at" | "tags" | "due" | "parent"
         );
-        if bookkeeping
-            || PER_INSTANCE.contains(&key.as_str())
-            || key.starts_with(ANNOTATION_PREFIX)
+        if bookkeeping || PER_INSTANCE.contains(&key.as_str()) || key.starts_with(ANNOTATION_PREFIX)
         {
             continue;
         }
@@ -98,7 +96,12 @@ pub fn next_instance(
     }
     changes.push(Change::Set("due".into(), Value::String(next_due_s)));
     changes.push(Change::Set("parent".into(), Value::String(series)));
-    changes.extend(completed.tags().iter().map(|t| Change::AddTag(t.to_string())));
+    changes.extend(
+        completed
+            .tags()
+            .iter()
+            .map(|t| Change::AddTag(t.to_string())),
+    );
     let task = match existing {
         Some(tombstone) => {
             // Clear what the tombstone holds that the new instance does not.
@@ -148,12 +151,21 @@ mod tests {
 
     #[test]
     fn the_next_instance_is_the_same_on_every_replica() {
-        let a = next_instance(&completed(), None, Utc::now()).unwrap().unwrap();
-        let b = next_instance(&completed(), None, Utc::now() + chrono::Duration::seconds(5))
+        let a = next_instance(&completed(), None, Utc::now())
             .unwrap()
             .unwrap();
+        let b = next_instance(
+            &completed(),
+            None,
+            Utc::now() + chrono::Duration::seconds(5),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(a.id(), b.id());
-        assert_eq!(a.id(), &instance_id("seriesstart00001", "2026-03-09T08:00:00.000Z"));
+        assert_eq!(
+            a.id(),
+            &instance_id("seriesstart00001", "2026-03-09T08:00:00.000Z")
+        );
         assert_eq!(a.get_str("due"), Some("2026-03-09T08:00:00.000Z"));
         assert_eq!(a.get_str("wait"), Some("2026-03-08T08:00:00.000Z"));
         assert_eq!(a.get_str("parent"), Some("seriesstart00001"));
@@ -166,17 +178,27 @@ mod tests {
         // Its successor stays in the same series.
         let mut a_done = a.clone();
         a_done
-            .edit(&[Change::Set("done".into(), "2026-03-09T09:00:00Z".into())], Utc::now())
+            .edit(
+                &[Change::Set("done".into(), "2026-03-09T09:00:00Z".into())],
+                Utc::now(),
+            )
             .unwrap();
         let c = next_instance(&a_done, None, Utc::now()).unwrap().unwrap();
-        assert_eq!(c.id(), &instance_id("seriesstart00001", "2026-03-16T08:00:00.000Z"));
+        assert_eq!(
+            c.id(),
+            &instance_id("seriesstart00001", "2026-03-16T08:00:00.000Z")
+        );
         // Already created: nothing new.
-        assert!(next_instance(&completed(), Some(&a), Utc::now()).unwrap().is_none());
+        assert!(next_instance(&completed(), Some(&a), Utc::now())
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn a_tombstoned_instance_is_revived_and_until_ends_the_series() {
-        let a = next_instance(&completed(), None, Utc::now()).unwrap().unwrap();
+        let a = next_instance(&completed(), None, Utc::now())
+            .unwrap()
+            .unwrap();
         let mut dead = a.clone();
         dead.edit(
             &[
@@ -186,16 +208,22 @@ mod tests {
             Utc::now(),
         )
         .unwrap();
-        let revived = next_instance(&completed(), Some(&dead), Utc::now()).unwrap().unwrap();
+        let revived = next_instance(&completed(), Some(&dead), Utc::now())
+            .unwrap()
+            .unwrap();
         assert!(!revived.is_deleted() && revived.get("note").is_none());
         assert_eq!(revived.id(), a.id());
 
         let mut last = completed();
-        last.edit(&[Change::Set("until".into(), "2026-03-05T00:00:00Z".into())], Utc::now())
-            .unwrap();
+        last.edit(
+            &[Change::Set("until".into(), "2026-03-05T00:00:00Z".into())],
+            Utc::now(),
+        )
+        .unwrap();
         assert!(next_instance(&last, None, Utc::now()).unwrap().is_none());
         let mut once = completed();
-        once.edit(&[Change::Clear("recur".into())], Utc::now()).unwrap();
+        once.edit(&[Change::Clear("recur".into())], Utc::now())
+            .unwrap();
         assert!(next_instance(&once, None, Utc::now()).unwrap().is_none());
     }
 }

@@ -212,12 +212,20 @@ mod tests {
         let now = Utc::now();
         assert_eq!(task(json!({"id": "a"})).status(now), Status::Pending);
         let later = crate::format_timestamp(now + chrono::Duration::days(1)).unwrap();
-        assert_eq!(task(json!({"id": "a", "wait": later})).status(now), Status::Waiting);
+        assert_eq!(
+            task(json!({"id": "a", "wait": later})).status(now),
+            Status::Waiting
+        );
         let t = task(json!({"id": "a", "done": "2026-01-01T00:00:00Z", "wait": later}));
         assert_eq!(t.status(now), Status::Completed);
-        let t = task(json!({"id": "a", "done": "2026-01-01T00:00:00Z", "deleted": "2026-01-01T00:00:00Z"}));
+        let t = task(
+            json!({"id": "a", "done": "2026-01-01T00:00:00Z", "deleted": "2026-01-01T00:00:00Z"}),
+        );
         assert_eq!(t.status(now), Status::Deleted);
-        assert_eq!(task(json!({"id": "a", "status": "recurring"})).status(now), Status::Recurring);
+        assert_eq!(
+            task(json!({"id": "a", "status": "recurring"})).status(now),
+            Status::Recurring
+        );
     }
 
     #[test]

@@ -89,7 +89,14 @@ pub fn uuid_of(id: &TaskId) -> String {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -113,7 +120,9 @@ impl UuidMap {
             map.insert(uuid_of(id), id.clone());
         }
         for item in items {
-            if let (Some(uuid), Some(id)) = (item.get("uuid").and_then(Value::as_str), item_id(item)) {
+            if let (Some(uuid), Some(id)) =
+                (item.get("uuid").and_then(Value::as_str), item_id(item))
+            {
                 map.insert(uuid.to_ascii_lowercase(), id);
             }
         }
@@ -138,7 +147,9 @@ pub fn item_id(item: &Value) -> Option<TaskId> {
             .or_else(|| obj.get("uuid").and_then(Value::as_str))?;
         return TaskId::new(id).ok();
     }
-    obj.get("id").and_then(Value::as_str).and_then(|s| TaskId::new(s).ok())
+    obj.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| TaskId::new(s).ok())
 }
 
 /// Converts one imported object into a task: Taskwarrior's JSON when it has a `uuid`, else a
@@ -189,13 +200,22 @@ pub fn import(
     let end = obj.get("end").map(|v| date("end", v)).transpose()?;
     doc.insert("created_at".into(), Value::String(created));
     doc.insert("updated_at".into(), Value::String(modified.clone()));
-    let status = obj.get("status").and_then(Value::as_str).unwrap_or("pending");
+    let status = obj
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("pending");
     match status {
         "completed" => {
-            doc.insert("done".into(), Value::String(end.unwrap_or(modified.clone())));
+            doc.insert(
+                "done".into(),
+                Value::String(end.unwrap_or(modified.clone())),
+            );
         }
         "deleted" => {
-            doc.insert("deleted".into(), Value::String(end.unwrap_or(modified.clone())));
+            doc.insert(
+                "deleted".into(),
+                Value::String(end.unwrap_or(modified.clone())),
+            );
         }
         "recurring" => {
             doc.insert("status".into(), Value::String("recurring".into()));
@@ -292,10 +312,7 @@ fn annotation_key(
 ) -> String {
     if let Some(held) = held {
         for a in held.annotations() {
-            if a.text == text
-                && a.at.timestamp() == at.timestamp()
-                && !doc.contains_key(a.key)
-            {
+            if a.text == text && a.at.timestamp() == at.timestamp() && !doc.contains_key(a.key) {
                 return a.key.to_owned();
             }
         }
@@ -439,7 +456,10 @@ mod tests {
         assert_eq!(t.get("estimate"), Some(&json!(2)));
         assert_eq!(t.annotations()[0].text, "after 6pm");
         assert_eq!(t.annotations()[0].key, "annotation_1767265200000");
-        assert_eq!(t.dependencies()[0].as_str(), "0a1b2c3d-0000-4000-8000-000000000001");
+        assert_eq!(
+            t.dependencies()[0].as_str(),
+            "0a1b2c3d-0000-4000-8000-000000000001"
+        );
         for gone in ["urgency", "uuid", "status", "entry", "end", "modified"] {
             assert!(t.get(gone).is_none(), "{gone}");
         }
@@ -460,8 +480,14 @@ mod tests {
         assert_eq!(out["entry"], "20260101T100000Z");
         assert_eq!(out["annotations"][0]["entry"], "20260101T100000Z");
         assert!(is_uuid(out["uuid"].as_str().unwrap()));
-        assert_eq!(out["depends"][0], uuid_of(&TaskId::new("abcd2345").unwrap()));
-        let map = UuidMap::new(std::slice::from_ref(&out), [&TaskId::new("abcd2345").unwrap()]);
+        assert_eq!(
+            out["depends"][0],
+            uuid_of(&TaskId::new("abcd2345").unwrap())
+        );
+        let map = UuidMap::new(
+            std::slice::from_ref(&out),
+            [&TaskId::new("abcd2345").unwrap()],
+        );
         let back = import(&out, &Schema::default(), &map, Some(&t)).unwrap();
         assert_eq!(back.id(), t.id());
         assert!(same_values(&t, &back), "{t:?}\n{back:?}");

@@ -152,7 +152,8 @@ pub fn revert(step: &Step, current: &Task, now: DateTime<Utc>) -> Revert {
         // The change created the task: delete it, unless it is deleted already.
         if !current.is_deleted() {
             if let Some(ts) = format_timestamp(now) {
-                out.changes.push(Change::Set("deleted".into(), Value::String(ts)));
+                out.changes
+                    .push(Change::Set("deleted".into(), Value::String(ts)));
             }
         }
         return out;
@@ -237,7 +238,10 @@ mod tests {
         assert_eq!(current.tags(), ["t"]);
         assert_eq!(current.get_str("project"), Some("q"));
 
-        let created = Step { before: None, after: after.clone() };
+        let created = Step {
+            before: None,
+            after: after.clone(),
+        };
         let r = revert(&created, &after, now);
         assert!(matches!(&r.changes[..], [Change::Set(k, _)] if k == "deleted"));
     }

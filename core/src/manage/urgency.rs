@@ -173,7 +173,8 @@ mod tests {
         // Due now: (0 + 14) * 0.8 / 21 + 0.2 = 0.7333…, × 12.
         let due = task(json!({"id": "c", "created_at": created, "due": "2026-03-01T12:00:00Z"}));
         assert!((urgency(&due, &deps, now) - 8.8).abs() < 1e-9);
-        let overdue = task(json!({"id": "c", "created_at": created, "due": "2026-02-01T00:00:00Z"}));
+        let overdue =
+            task(json!({"id": "c", "created_at": created, "due": "2026-02-01T00:00:00Z"}));
         assert!((urgency(&overdue, &deps, now) - 12.0).abs() < 1e-9);
         let far = task(json!({"id": "c", "created_at": created, "due": "2027-01-01T00:00:00Z"}));
         assert!((urgency(&far, &deps, now) - 2.4).abs() < 1e-9);

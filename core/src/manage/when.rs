@@ -113,14 +113,23 @@ pub fn add_period(t: DateTime<Utc>, recur: &str) -> Option<DateTime<Utc>> {
 /// `1w`, `1m`, `1y`, `30s`) or an ISO 8601 duration (`PT1H30M`). Returns its stored form.
 pub fn parse_duration(input: &str) -> Result<String, String> {
     let s = input.trim();
-    let bad = || format!("cannot read '{input}' as a duration; use a count and a unit such as 90min, 2h, 3d or 1w, or an ISO 8601 duration such as PT1H30M");
+    let bad = || {
+        format!("cannot read '{input}' as a duration; use a count and a unit such as 90min, 2h, 3d or 1w, or an ISO 8601 duration such as PT1H30M")
+    };
     if let Some(rest) = s.strip_prefix(['P', 'p']) {
         let ok = !rest.is_empty()
             && rest
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b"YMWDTHSymwdths".contains(&b))
-            && rest.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'T' || b == b't');
-        return if ok { Ok(s.to_ascii_uppercase()) } else { Err(bad()) };
+            && rest
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b == b'T' || b == b't');
+        return if ok {
+            Ok(s.to_ascii_uppercase())
+        } else {
+            Err(bad())
+        };
     }
     let lower = s.to_ascii_lowercase();
     let (count, unit) = split_count(&lower).ok_or_else(bad)?;

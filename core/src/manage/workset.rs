@@ -124,7 +124,11 @@ mod tests {
         let mut tasks = vec![
             t("bbbb", "2026-01-02T00:00:00Z", json!({})),
             t("aaaa", "2026-01-01T00:00:00Z", json!({})),
-            t("done", "2026-01-01T00:00:00Z", json!({"done": "2026-01-03T00:00:00Z"})),
+            t(
+                "done",
+                "2026-01-01T00:00:00Z",
+                json!({"done": "2026-01-03T00:00:00Z"}),
+            ),
         ];
         let mut ws = WorkingSet::default();
         ws.renumber(&tasks, now);
@@ -135,7 +139,11 @@ mod tests {
         assert_eq!(WorkingSet::load(dir.path()), ws);
 
         // aaaa is completed and a new task arrives: bbbb moves up, the new one follows.
-        tasks[1] = t("aaaa", "2026-01-01T00:00:00Z", json!({"done": "2026-01-04T00:00:00Z"}));
+        tasks[1] = t(
+            "aaaa",
+            "2026-01-01T00:00:00Z",
+            json!({"done": "2026-01-04T00:00:00Z"}),
+        );
         tasks.push(t("cccc", "2025-01-01T00:00:00Z", json!({})));
         ws.renumber(&tasks, now);
         assert_eq!(ws.number_of(&TaskId::new("bbbb").unwrap()), Some(1));
