@@ -715,3 +715,28 @@ fn completions_and_man_page_come_from_the_argument_definitions() {
         "{man}"
     );
 }
+
+#[test]
+fn purge_drops_old_tombstones_every_driver_has_and_sync_does_not_bring_them_back() {
+    let (shared, a, b) = two_machines();
+    let gone = add(&a, &["gone", "for", "good"]);
+    let kept = add(&a, &["deleted", "but", "not", "synced"]);
+    a.ok(&["delete", &gone]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    a.ok(&["delete", &kept]);
+    // `kept` was deleted after the last sync: the driver has not seen its tombstone.
+    let out = a.ok(&["purge", "--days", "0"]);
+    assert!(out.contains("purged 1 of 2"), "{out}");
+    assert!(!a.cache_files().contains_key(&format!("{gone}.json")));
+    assert!(a.cache_files().contains_key(&format!("{kept}.json")));
+    // Syncing neither pulls the purged task back nor removes it upstream.
+    a.ok(&["sync"]);
+    a.ok(&["sync"]);
+    assert!(a.tasks().iter().all(|t| t["id"] != gone.as_str()));
+    assert!(shared.path().join(format!("{gone}.json")).exists());
+    assert!(task(&b, &gone)["deleted"].is_string());
+    // Younger tombstones stay.
+    let out = a.ok(&["purge"]);
+    assert!(out.contains("purged 0 of 1"), "{out}");
+}
