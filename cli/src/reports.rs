@@ -2,7 +2,6 @@
 //! conflicts.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 
 use anyhow::Result;
 use hypertask_core::manage::urgency::{terms, urgency};
@@ -68,7 +67,7 @@ pub(crate) fn list(
         Some(n) => n.to_string(),
         None => t.id().as_str().chars().take(8).collect(),
     };
-    if !std::io::stdout().is_terminal() {
+    if !s.table {
         // For scripts: tab-separated, one task per line.
         let text: String = shown
             .iter()

@@ -34,6 +34,9 @@ pub(crate) struct Session<'a> {
     pub yes: bool,
     /// Whether to colour output.
     pub colour: bool,
+    /// Whether reports print a table (a terminal, or `--color always`) rather than
+    /// tab-separated lines for scripts.
+    pub table: bool,
     /// `--filter` terms.
     pub filter: Vec<String>,
     /// Words after `--`.
@@ -71,8 +74,10 @@ impl<'a> Session<'a> {
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }
         };
+        let table = std::io::stdout().is_terminal() || color == ColorChoice::Always;
         let local = Local::now();
         Ok(Session {
+            table,
             settings,
             replica: Replica::open(&settings.data_dir)?,
             yes,
@@ -262,7 +267,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// A stored timestamp as local time.
+    /// Now, as a stored timestamp.
     pub(crate) fn stamp(&self) -> Result<String> {
         hypertask_core::format_timestamp(Utc::now()).context("the clock is out of range")
     }

@@ -740,3 +740,18 @@ fn purge_drops_old_tombstones_every_driver_has_and_sync_does_not_bring_them_back
     let out = a.ok(&["purge"]);
     assert!(out.contains("purged 0 of 1"), "{out}");
 }
+
+#[test]
+fn colours_follow_the_flag_and_no_color() {
+    let m = Machine::new();
+    add(&m, &["late", "due:2020-01-01"]);
+    add(&m, &["urgent", "priority:H"]);
+    // `Machine` sets NO_COLOR; an explicit --color always still colours.
+    let coloured = m.ok(&["list", "--color", "always"]);
+    assert!(coloured.contains("\x1b[31m") && coloured.contains("late"), "{coloured:?}");
+    assert!(coloured.contains("\x1b[1m"), "high priority is bold: {coloured:?}");
+    for args in [vec!["list"], vec!["list", "--color", "never"]] {
+        let plain = m.ok(&args);
+        assert!(!plain.contains('\x1b'), "{args:?}: {plain:?}");
+    }
+}
