@@ -5,7 +5,7 @@ use anyhow::{bail, Context as _, Result};
 use chrono::Utc;
 use hypertask_core::manage::attrs::AttrChange;
 use hypertask_core::manage::undo::{revert, Entry, Journal};
-use hypertask_core::manage::{Status, DEP_PREFIX};
+use hypertask_core::manage::{recur, Status, DEP_PREFIX};
 use hypertask_core::{Change, Task, TaskId, DEFAULT_LOCK_TIMEOUT};
 use serde_json::Value;
 
@@ -114,6 +114,15 @@ fn changes_for(
                 }
             }
         }
+    }
+    let mut probe = task.clone();
+    probe.edit(&changes, s.now)?;
+    if recur::lacks_due(&probe) {
+        return Err(Usage(format!(
+            "task {} would recur without a due date; add due:WHEN (or clear recur:)",
+            task.id()
+        ))
+        .into());
     }
     Ok(changes)
 }

@@ -447,6 +447,11 @@ fn recurrence_completed_on_two_replicas_creates_exactly_one_next_instance() {
         "the two copies merged into one"
     );
 
+    // A recurrence needs a due date to count from.
+    let out = a.run(&["add", "no", "date", "recur:1w"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("due"), "{}", stderr(&out));
+
     // `until:` ends the series.
     let last = add(
         &a,
@@ -748,8 +753,14 @@ fn colours_follow_the_flag_and_no_color() {
     add(&m, &["urgent", "priority:H"]);
     // `Machine` sets NO_COLOR; an explicit --color always still colours.
     let coloured = m.ok(&["list", "--color", "always"]);
-    assert!(coloured.contains("\x1b[31m") && coloured.contains("late"), "{coloured:?}");
-    assert!(coloured.contains("\x1b[1m"), "high priority is bold: {coloured:?}");
+    assert!(
+        coloured.contains("\x1b[31m") && coloured.contains("late"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\x1b[1m"),
+        "high priority is bold: {coloured:?}"
+    );
     for args in [vec!["list"], vec!["list", "--color", "never"]] {
         let plain = m.ok(&args);
         assert!(!plain.contains('\x1b'), "{args:?}: {plain:?}");

@@ -33,6 +33,15 @@ pub fn instance_id(series: &str, due: &str) -> TaskId {
     TaskId::new(s).expect("the id alphabet makes valid ids")
 }
 
+/// Whether `task` has a recurrence but no due date to count it from (Taskwarrior refuses that
+/// too): such a task would never repeat.
+pub fn lacks_due(task: &Task) -> bool {
+    task.get("recur").is_some()
+        && task.get("due").is_none()
+        && !task.is_done()
+        && !task.is_deleted()
+}
+
 /// The series a recurring task belongs to: its `parent`, else its own id.
 pub fn series(task: &Task) -> String {
     task.get_str("parent")

@@ -92,9 +92,15 @@ impl Journal {
         f.write_all(&line)?;
         f.sync_data()?;
         drop(f);
-        let entries = self.entries()?;
-        if entries.len() > 2 * KEEP {
-            self.rewrite(lock, &entries[entries.len() - KEEP..])?;
+        // Counting lines is cheap; parsing happens only when the journal is compacted.
+        let lines = std::fs::read(&self.path)?
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        if lines > 2 * KEEP {
+            let entries = self.entries()?;
+            let from = entries.len().saturating_sub(KEEP);
+            self.rewrite(lock, &entries[from..])?;
         }
         Ok(())
     }
