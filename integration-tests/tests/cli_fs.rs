@@ -297,7 +297,8 @@ fn json_output_is_the_stored_document() {
     assert_eq!(filtered.len(), 1);
 
     // Clearing a field with `due:` and removing a tag.
-    m.ok(&["modify", &id, "due:", "-bills"]);
+    // A recurring task keeps a due date: both go together.
+    m.ok(&["modify", &id, "due:", "recur:", "-bills"]);
     let shown: Value = serde_json::from_str(&m.ok(&["show", &id, "--json"])).unwrap();
     assert!(shown.get("due").is_none());
     assert_eq!(shown["tags"], serde_json::json!(["home"]));
