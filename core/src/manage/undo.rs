@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::cache::CacheLock;
 use crate::files::write_atomic;
-use crate::task::{format_timestamp, Change, Task, TaskId};
+use crate::task::{format_timestamp, Change, Task};
 
 /// How many changes the journal keeps.
 pub const KEEP: usize = 100;
@@ -198,11 +198,6 @@ fn value_of(task: &Task, key: &str) -> Option<Value> {
         Some(tag) => task.tags().contains(&tag).then_some(Value::Bool(true)),
         None => task.get(key).cloned(),
     }
-}
-
-/// The ids an entry touched, for messages.
-pub fn touched(entry: &Entry) -> Vec<&TaskId> {
-    entry.steps.iter().map(|s| s.after.id()).collect()
 }
 
 #[cfg(test)]

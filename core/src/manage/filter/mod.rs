@@ -126,13 +126,6 @@ impl Filter {
         self.terms.is_empty()
     }
 
-    /// Whether the filter names tasks by working-set number or id.
-    pub fn has_references(&self) -> bool {
-        self.terms
-            .iter()
-            .any(|t| matches!(t, Term::Numbers(_) | Term::Id(_)))
-    }
-
     /// Whether the filter says which statuses it wants: a `status:` term, or a status tag
     /// such as `+WAITING` or `+COMPLETED`.
     pub fn has_status(&self) -> bool {
@@ -143,11 +136,6 @@ impl Filter {
             }
             _ => false,
         })
-    }
-
-    /// The instant the filter was parsed for.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.now
     }
 
     /// The tasks among `tasks` that match, in their given order.
@@ -224,19 +212,6 @@ impl Filter {
             .filter(|t| resolved.iter().all(|term| self.holds(term, t, deps)))
             .collect();
         Ok(out)
-    }
-
-    /// Whether `task` matches every term (task references included, resolved by id only).
-    pub fn matches(&self, task: &Task, deps: &Dependencies) -> bool {
-        self.terms.iter().all(|term| match term {
-            Term::Numbers(_) => true,
-            Term::Id(p) => task
-                .id()
-                .as_str()
-                .to_ascii_lowercase()
-                .starts_with(&p.to_ascii_lowercase()),
-            other => self.holds(other, task, deps),
-        })
     }
 
     fn holds(&self, term: &Term, task: &Task, deps: &Dependencies) -> bool {
