@@ -13,21 +13,31 @@
 #![deny(missing_docs)]
 
 pub mod args;
+mod edit;
+mod editor;
 mod output;
+mod parse;
 mod remote;
+mod render;
+mod reports;
 mod serve;
+mod session;
 pub mod settings;
-mod tasks;
-pub mod when;
+mod transfer;
 
-use std::io::IsTerminal as _;
+/// Dates people type; the rules live in core so every front end reads them alike.
+pub use hypertask_core::manage::when;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::CommandFactory as _;
 use clap::Parser as _;
+use hypertask_core::manage::Status;
 use hypertask_core::{Registry, Replica};
 
 use args::{Cli, Command};
+use session::Session;
 use settings::{Settings, Sources};
 
 /// A mistake in how the command was called: exit status 2.
@@ -54,13 +64,22 @@ pub fn builtin_registry() -> Registry {
 
 /// Runs the command line of this process with the driver kinds in `registry`.
 pub fn run(registry: Registry) -> ExitCode {
-    let mut cli = match Cli::try_parse() {
+    let args: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => {
+            eprintln!("hypertask: the argument {bad:?} is not valid UTF-8");
+            return ExitCode::from(2);
+        }
+    };
+    let (args, literal) = args::split_literal(args);
+    let mut cli = match Cli::try_parse_from(args::taskwarrior_order(args)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    cli.literal = literal;
     if let Err(e) = cli.lift_options() {
         eprintln!("hypertask: {e}; see hypertask --help");
         return ExitCode::from(2);
@@ -99,30 +118,93 @@ fn init_tracing(default: &str) {
 
 /// Runs one command; `Ok(false)` is a failure already reported on stderr.
 fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "hypertask", &mut buf);
+            output::out(&String::from_utf8_lossy(&buf));
+            return Ok(true);
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            output::out(&String::from_utf8_lossy(&buf));
+            return Ok(true);
+        }
+        _ => {}
+    }
     let settings: Settings = settings::load(&Sources::from_process(cli.config, cli.data_dir))?;
-    let replica = || Replica::open(&settings.data_dir);
+    let session = || {
+        Session::open(
+            &settings,
+            cli.yes,
+            cli.color,
+            cli.filter.clone(),
+            cli.literal.clone(),
+        )
+    };
+    use edit::{Mark, Text};
+    use reports::Report;
+    const OPEN: &[Status] = &[Status::Pending];
     match cli.command {
-        Command::Add { json, words } => tasks::add(&replica()?, &words, json.json)?,
+        Command::Add { json, words } => edit::add(&session()?, &words, json.json)?,
         Command::List {
             all,
             deleted,
             json,
-            filters,
+            filter,
         } => {
-            let opts = tasks::ListOptions {
-                all,
-                deleted,
-                json: json.json,
-                table: std::io::stdout().is_terminal(),
-            };
-            tasks::list(&replica()?, &filters, opts)?
+            let mut statuses = OPEN.to_vec();
+            if all {
+                statuses.extend([Status::Waiting, Status::Completed, Status::Recurring]);
+            }
+            if deleted {
+                statuses.push(Status::Deleted);
+            }
+            reports::list(
+                &session()?,
+                &filter.words,
+                Report::Next,
+                &statuses,
+                json.json,
+            )?
         }
-        Command::Show { id, json } => tasks::show(&replica()?, &id, json.json)?,
-        Command::Modify { id, words } => tasks::modify(&replica()?, &id, &words)?,
-        Command::Done { id } => tasks::mark(&replica()?, &id, "done", true)?,
-        Command::Delete { id } => tasks::mark(&replica()?, &id, "deleted", true)?,
-        Command::Restore { id } => tasks::mark(&replica()?, &id, "deleted", false)?,
-        Command::Conflicts { json } => tasks::conflicts(&replica()?, json.json)?,
+        Command::Completed { json, filter } => reports::list(
+            &session()?,
+            &filter.words,
+            Report::Completed,
+            &[Status::Completed],
+            json.json,
+        )?,
+        Command::Waiting { json, filter } => reports::list(
+            &session()?,
+            &filter.words,
+            Report::Waiting,
+            &[Status::Waiting],
+            json.json,
+        )?,
+        Command::Projects { json } => reports::counts(&session()?, true, json.json)?,
+        Command::Tags { json } => reports::counts(&session()?, false, json.json)?,
+        Command::Show { json, filter } => reports::show(&session()?, &filter.words, json.json)?,
+        Command::Modify { words } => edit::modify(&session()?, &words.words, Text::Replace)?,
+        Command::Append { words } => edit::modify(&session()?, &words.words, Text::Append)?,
+        Command::Prepend { words } => edit::modify(&session()?, &words.words, Text::Prepend)?,
+        Command::Annotate { words } => edit::annotate(&session()?, &words.words)?,
+        Command::Done { filter } => edit::mark(&session()?, &filter.words, Mark::Done)?,
+        Command::Delete { filter } => edit::mark(&session()?, &filter.words, Mark::Delete)?,
+        Command::Restore { filter } => edit::mark(&session()?, &filter.words, Mark::Restore)?,
+        Command::Reopen { filter } => edit::mark(&session()?, &filter.words, Mark::Reopen)?,
+        Command::Start { filter } => edit::mark(&session()?, &filter.words, Mark::Start)?,
+        Command::Stop { filter } => edit::mark(&session()?, &filter.words, Mark::Stop)?,
+        Command::Edit { filter } => editor::edit(&session()?, &filter.words)?,
+        Command::Undo => edit::undo(&session()?)?,
+        Command::Purge { days } => edit::purge(&session()?, days)?,
+        Command::Import { file } => return transfer::import(&session()?, &file),
+        Command::Export { filter } => transfer::export(&session()?, &filter.words)?,
+        Command::Conflicts { json } => {
+            reports::conflicts(&Replica::open(&settings.data_dir)?, json.json)?
+        }
         Command::Sync {
             drivers,
             dry_run,
@@ -142,6 +224,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
             return remote::drivers(&settings, registry, check, json.json)
         }
         Command::Serve { listen } => return serve::serve(&settings, registry, listen),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
     Ok(true)
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use config::{Config, File, FileFormat};
+use hypertask_core::manage::attrs::{Schema, Uda};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub drivers: Vec<DriverEntry>,
     /// The `[server]` table, for `hypertask serve`.
     pub server: Option<ServerSettings>,
+    /// The attributes `key:value` words may set: the built-ins and the `[uda.NAME]` tables.
+    pub schema: Schema,
 }
 
 /// One `[drivers.NAME]` table.
@@ -83,6 +86,8 @@ struct FileSettings {
     #[serde(default)]
     drivers: BTreeMap<String, Value>,
     server: Option<ServerSettings>,
+    #[serde(default)]
+    uda: BTreeMap<String, Uda>,
 }
 
 /// What the command line and the environment say, so loading is testable without touching
@@ -219,12 +224,18 @@ pub fn load(src: &Sources) -> Result<Settings> {
         resolve_paths(&file_dir, "store", store);
     }
 
+    let schema = Schema::new(merged.uda).map_err(|e| match &file {
+        Some(path) => anyhow!("invalid config file {}: {e}", path.display()),
+        None => anyhow!("invalid configuration: {e}"),
+    })?;
+
     Ok(Settings {
         file,
         data_dir,
         max_delete_percent,
         drivers,
         server,
+        schema,
     })
 }
 
@@ -499,6 +510,10 @@ mod tests {
         assert!(e.contains("HYPERTASK_DRIVERS__BOX__CREATE"), "{e}");
         let e = err("[server]\nlisten = \"x\"\nport = 1", &[]);
         assert!(e.contains("port"), "{e}");
+        let e = err("[uda.due]\ntype = \"date\"", &[]);
+        assert!(e.contains("config.toml") && e.contains("[uda.due]"), "{e}");
+        let e = err("[uda.size]\ntype = \"colour\"", &[]);
+        assert!(e.contains("config.toml") && e.contains("colour"), "{e}");
 
         let missing = Sources {
             config_flag: Some(dir.path().join("nope.toml")),

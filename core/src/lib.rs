@@ -12,6 +12,7 @@ mod error;
 pub mod external;
 pub mod files;
 mod hash;
+pub mod manage;
 mod memory;
 mod merge;
 mod registry;

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use hypertask_integration_tests::{toml_path, Machine};
+use hypertask_integration_tests::{seed_tasks, toml_path, Machine};
 use serde_json::Value;
 
 /// A config with one fs driver named `shared`.
@@ -205,42 +205,31 @@ fn an_unknown_driver_type_lists_the_available_kinds_and_others_still_sync() {
 #[test]
 fn prefixes_must_be_unambiguous() {
     let m = Machine::new();
-    // 28 possible first characters: among 29 tasks two must share one.
-    let mut by_first: BTreeMap<char, Vec<String>> = BTreeMap::new();
-    let pair = loop {
-        let id = add(&m, &["task"]);
-        let first = id.chars().next().unwrap();
-        let same = by_first.entry(first).or_default();
-        same.push(id);
-        if same.len() == 2 {
-            break same.clone();
-        }
-    };
-    let prefix = &pair[0][..1];
-    let out = m.run(&["show", prefix]);
+    let ids = seed_tasks(&m.data_dir(), 2, "abcd");
+    // Any case, at least 4 characters; two tasks start with this one.
+    let out = m.run(&["show", "ABCD00"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("ambiguous") && err.contains(&pair[0]) && err.contains(&pair[1]),
+        err.contains("ambiguous") && err.contains(ids[0].as_str()) && err.contains(ids[1].as_str()),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "one sentence: {err}");
-    let out = m.run(&["done", prefix]);
+    let out = m.run(&["done", "abcd00"]);
     assert_eq!(out.status.code(), Some(1));
 
     // A unique prefix works.
-    let common = pair[0]
-        .chars()
-        .zip(pair[1].chars())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let unique = &pair[0][..common + 1];
-    m.ok(&["done", unique]);
-    assert!(find(&m.tasks(), &pair[0]).unwrap()["done"].is_string());
-    assert!(find(&m.tasks(), &pair[1]).unwrap().get("done").is_none());
-    let out = m.run(&["show", "nosuchtask"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("nosuchtask"));
+    m.ok(&["done", "ABCD000001"]);
+    assert!(find(&m.tasks(), ids[1].as_str()).unwrap()["done"].is_string());
+    assert!(find(&m.tasks(), ids[0].as_str())
+        .unwrap()
+        .get("done")
+        .is_none());
+    for missing in ["nosuchtask", "abc"] {
+        let out = m.run(&["show", missing]);
+        assert_eq!(out.status.code(), Some(1), "{missing}");
+        assert!(stderr(&out).contains(missing));
+    }
 }
 
 #[test]
@@ -256,7 +245,8 @@ fn usage_errors_exit_2() {
         vec!["sync", "--driver", "nope"],
         vec!["list", "--bogus"],
         vec!["list", "+x", "--bogus"],
-        vec!["list", "oops"],
+        vec!["list", "oops:x"],
+        vec!["modify", &id, "oops:x"],
     ] {
         let out = m.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -307,7 +297,8 @@ fn json_output_is_the_stored_document() {
     assert_eq!(filtered.len(), 1);
 
     // Clearing a field with `due:` and removing a tag.
-    m.ok(&["modify", &id, "due:", "-bills"]);
+    // A recurring task keeps a due date: both go together.
+    m.ok(&["modify", &id, "due:", "recur:", "-bills"]);
     let shown: Value = serde_json::from_str(&m.ok(&["show", &id, "--json"])).unwrap();
     assert!(shown.get("due").is_none());
     assert_eq!(shown["tags"], serde_json::json!(["home"]));

@@ -251,6 +251,8 @@ impl Engine {
                 .map(|p| p.error.to_string())
                 .collect();
             excluded.extend(inventory.problems.into_iter().filter_map(|p| p.id));
+            // Tombstones purged here stay out of the cache (manage::purge).
+            excluded.extend(crate::manage::purge::purged(self.replica.data_dir()));
             let remote = inventory.hashes;
             let diff: Vec<TaskId> = differing(&local.hashes, &remote)
                 .filter(|id| !excluded.contains(*id))

@@ -18,6 +18,8 @@ pub use clock::{ClockKey, TAG_CLOCK_PREFIX};
 pub use id::{TaskError, TaskId};
 pub use time::{canonical_timestamp, format_timestamp, parse_timestamp, EPOCH, MAX_CLOCK_SKEW};
 
+pub(crate) use id::ID_ALPHABET;
+
 use clock::UNCLOCKED;
 use normalise::normalise;
 

@@ -84,6 +84,7 @@ pub(crate) fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> 
             }
         }
     }
+    crate::manage::validate_attributes(&doc).map_err(|(field, msg)| err(&field, msg))?;
     if let Some(v) = doc.get("blocked_by") {
         match v {
             Value::String(s) if TaskId::is_valid(s) => {}

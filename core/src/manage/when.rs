@@ -59,14 +59,19 @@ pub fn parse_when<Tz: TimeZone>(input: &str, now: &DateTime<Tz>) -> Result<DateT
 }
 
 /// Validates a recurrence period: a positive count and a unit, `3d`, `1w`, `1m`, `1y`
-/// (`daily`, `weekly`, `monthly`, `yearly` also work). Returns its stored form.
+/// (`daily`, `weekly`, `biweekly`, `monthly`, `quarterly`, `yearly`, `annual`, Taskwarrior's
+/// `2days`/`3weeks` spellings and ISO 8601 `P1D`/`P2W`/`P1M`/`P1Y` also work). Returns its
+/// stored form.
 pub fn parse_recur(input: &str) -> Result<String, String> {
     let s = input.trim().to_ascii_lowercase();
     let alias = match s.as_str() {
-        "daily" => Some("1d"),
-        "weekly" => Some("1w"),
-        "monthly" => Some("1m"),
-        "yearly" => Some("1y"),
+        "daily" | "day" => Some("1d"),
+        "weekly" | "week" => Some("1w"),
+        "biweekly" | "fortnight" => Some("2w"),
+        "monthly" | "month" => Some("1m"),
+        "quarterly" => Some("3m"),
+        "semiannual" => Some("6m"),
+        "yearly" | "annual" | "year" => Some("1y"),
         _ => None,
     };
     if let Some(a) = alias {
@@ -75,10 +80,69 @@ pub fn parse_recur(input: &str) -> Result<String, String> {
     let bad = || {
         format!("cannot read '{input}' as a recurrence; use a count and a unit, such as 3d, 1w, 1m or 1y")
     };
-    let (count, unit) = split_count(&s).ok_or_else(bad)?;
-    if count == 0 || !matches!(unit, "d" | "w" | "m" | "y") {
+    let iso = s.strip_prefix('p').filter(|r| !r.contains('t'));
+    let (count, unit) = split_count(iso.unwrap_or(&s)).ok_or_else(bad)?;
+    let unit = match unit {
+        "d" | "day" | "days" => "d",
+        "w" | "wk" | "wks" | "week" | "weeks" => "w",
+        "m" | "mo" | "mos" | "month" | "months" => "m",
+        "y" | "yr" | "yrs" | "year" | "years" => "y",
+        _ => return Err(bad()),
+    };
+    if count == 0 {
         return Err(bad());
     }
+    Ok(format!("{count}{unit}"))
+}
+
+/// `t` moved forward by a stored recurrence period (`3d`, `1w`, `1m`, `1y`); months and years
+/// keep the day of the month where it exists (Jan 31 + 1m = Feb 28). `None` when `recur` is
+/// not a stored period or the result leaves the calendar.
+pub fn add_period(t: DateTime<Utc>, recur: &str) -> Option<DateTime<Utc>> {
+    let (n, unit) = split_count(recur)?;
+    match unit {
+        "d" => t.checked_add_signed(Duration::days(n.into())),
+        "w" => t.checked_add_signed(Duration::weeks(n.into())),
+        "m" => t.checked_add_months(Months::new(n)),
+        "y" => t.checked_add_months(Months::new(n.checked_mul(12)?)),
+        _ => None,
+    }
+}
+
+/// Validates a duration for a `duration` attribute: a count and a unit (`90min`, `2h`, `3d`,
+/// `1w`, `1m`, `1y`, `30s`) or an ISO 8601 duration (`PT1H30M`). Returns its stored form.
+pub fn parse_duration(input: &str) -> Result<String, String> {
+    let s = input.trim();
+    let bad = || {
+        format!("cannot read '{input}' as a duration; use a count and a unit such as 90min, 2h, 3d or 1w, or an ISO 8601 duration such as PT1H30M")
+    };
+    if let Some(rest) = s.strip_prefix(['P', 'p']) {
+        let ok = !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"YMWDTHSymwdths".contains(&b))
+            && rest
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b == b'T' || b == b't');
+        return if ok {
+            Ok(s.to_ascii_uppercase())
+        } else {
+            Err(bad())
+        };
+    }
+    let lower = s.to_ascii_lowercase();
+    let (count, unit) = split_count(&lower).ok_or_else(bad)?;
+    let unit = match unit {
+        "s" | "sec" | "secs" | "seconds" => "s",
+        "min" | "mins" | "minutes" => "min",
+        "h" | "hr" | "hrs" | "hours" => "h",
+        "d" | "day" | "days" => "d",
+        "w" | "wk" | "weeks" => "w",
+        "m" | "mo" | "months" => "m",
+        "y" | "yr" | "years" => "y",
+        _ => return Err(bad()),
+    };
     Ok(format!("{count}{unit}"))
 }
 
@@ -153,12 +217,42 @@ fn local<Tz: TimeZone>(tz: &Tz, t: NaiveDateTime) -> Option<DateTime<Utc>> {
     }
 }
 
+/// The local day (in `tz`) that contains `t`: its first instant and the next day's, in UTC.
+pub fn day_of<Tz: TimeZone>(t: DateTime<Utc>, tz: &Tz) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let day = t.with_timezone(tz).date_naive();
+    Some((start_of_day(tz, day)?, start_of_day(tz, day.succ_opt()?)?))
+}
+
+/// The local week (Monday to Sunday, in `tz`) that contains `t`, as for [`day_of`].
+pub fn week_of<Tz: TimeZone>(t: DateTime<Utc>, tz: &Tz) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let day = t.with_timezone(tz).date_naive();
+    let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+    Some((
+        start_of_day(tz, monday)?,
+        start_of_day(tz, monday + Duration::days(7))?,
+    ))
+}
+
 fn start_of_day<Tz: TimeZone>(tz: &Tz, d: NaiveDate) -> Option<DateTime<Utc>> {
     local(tz, d.and_hms_opt(0, 0, 0)?)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn periods_add_calendar_units() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let at = t("2026-01-31T09:00:00Z");
+        assert_eq!(add_period(at, "3d"), Some(t("2026-02-03T09:00:00Z")));
+        assert_eq!(add_period(at, "1w"), Some(t("2026-02-07T09:00:00Z")));
+        assert_eq!(add_period(at, "1m"), Some(t("2026-02-28T09:00:00Z")));
+        assert_eq!(add_period(at, "1y"), Some(t("2027-01-31T09:00:00Z")));
+        assert_eq!(add_period(at, "often"), None);
+        assert_eq!(parse_duration("90min").unwrap(), "90min");
+        assert_eq!(parse_duration("pt1h30m").unwrap(), "PT1H30M");
+        assert!(parse_duration("soon").is_err());
+    }
+
     use super::*;
     use chrono::FixedOffset;
 
@@ -231,7 +325,10 @@ mod tests {
         assert_eq!(parse_recur("3d").unwrap(), "3d");
         assert_eq!(parse_recur("01W").unwrap(), "1w");
         assert_eq!(parse_recur("monthly").unwrap(), "1m");
-        for bad in ["0d", "d", "3", "3x", "1.5d", "-1d", ""] {
+        assert_eq!(parse_recur("P2W").unwrap(), "2w");
+        assert_eq!(parse_recur("3days").unwrap(), "3d");
+        assert_eq!(parse_recur("quarterly").unwrap(), "3m");
+        for bad in ["0d", "d", "3", "3x", "1.5d", "-1d", "", "PT1H"] {
             assert!(parse_recur(bad).is_err(), "{bad}");
         }
     }
