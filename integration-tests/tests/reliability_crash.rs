@@ -231,7 +231,7 @@ fn sigkill_during_mongodb_syncs() {
         0x0005_eed0,
         |_| {
             format!(
-                "[drivers.db]\ntype = \"mongodb\"\nuri = {uri}\ndatabase = \"hypertask_crash\"\ncollection = \"{collection}\"\n"
+                "[drivers.db]\ntype = \"mongodb\"\nuri = {uri}\ndatabase = \"hypertask_crash\"\ncollection = \"{collection}\"\ntimeout = 600\n"
             )
         },
         |m| m.dir.path().join("no-upstream-files"),
