@@ -273,6 +273,12 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Run the driver conformance suite against the configured driver NAME (an empty upstream
+    /// only: it writes test tasks).
+    DriverTest {
+        /// The driver's name, as in `[drivers.NAME]`.
+        name: String,
+    },
     /// Run the HTTP sync server (DESIGN.md §5) with the `[server]` settings.
     Serve {
         /// Address to listen on (default: `[server] listen`, else 127.0.0.1:7878).

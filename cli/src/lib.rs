@@ -3,16 +3,21 @@
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
-//!     let registry = hypertask_cli::builtin_registry();
-//!     // my_driver::register(&mut registry);
+//!     let mut registry = hypertask_cli::builtin_registry();
+//!     # let register = |_: &mut hypertask_core::Registry| ();
+//!     register(&mut registry); // e.g. my_driver::register
 //!     hypertask_cli::run(registry)
 //! }
 //! ```
+//!
+//! The built-in kinds are cargo features (`fs`, `git`, `mongodb`, `http`, all on by default);
+//! such a binary can leave them out with `default-features = false`.
 //!
 //! Exit status: 0 success, 1 failure (one sentence on stderr), 2 usage error.
 #![deny(missing_docs)]
 
 pub mod args;
+mod driver_test;
 mod edit;
 mod editor;
 mod output;
@@ -20,6 +25,7 @@ mod parse;
 mod remote;
 mod render;
 mod reports;
+#[cfg(feature = "http")]
 mod serve;
 mod session;
 pub mod settings;
@@ -52,12 +58,18 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// A registry with the built-in driver kinds: fs, git, mongodb, http.
+/// A registry with the built-in driver kinds compiled into this crate: `fs`, `git`, `mongodb`
+/// and `http`, each behind the cargo feature of the same name (all on by default).
 pub fn builtin_registry() -> Registry {
+    #[allow(unused_mut)]
     let mut registry = Registry::new();
+    #[cfg(feature = "fs")]
     hypertask_driver_fs::register(&mut registry);
+    #[cfg(feature = "git")]
     hypertask_driver_git::register(&mut registry);
+    #[cfg(feature = "mongodb")]
     hypertask_driver_mongodb::register(&mut registry);
+    #[cfg(feature = "http")]
     hypertask_driver_http::register(&mut registry);
     registry
 }
@@ -223,7 +235,13 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         Command::Drivers { check, json } => {
             return remote::drivers(&settings, registry, check, json.json)
         }
+        Command::DriverTest { name } => return driver_test::run(&settings, registry, &name),
+        #[cfg(feature = "http")]
         Command::Serve { listen } => return serve::serve(&settings, registry, listen),
+        #[cfg(not(feature = "http"))]
+        Command::Serve { .. } => {
+            anyhow::bail!("this hypertask was built without the http feature, so it cannot serve")
+        }
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
     Ok(true)

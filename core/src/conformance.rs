@@ -1,23 +1,69 @@
 //! The driver conformance suite: every behavioural rule of [`Driver`] and [`Store`] as a case.
 //!
-//! A driver crate implements [`Harness`] (fresh upstreams) and [`Upstream`] (clients of one
-//! upstream) and calls [`conformance_tests!`](crate::conformance_tests) in a test file; it
-//! expands to one `#[test]` per case and needs nothing but `hypertask-core` with the
-//! `conformance` feature (it brings its own async runtime):
+//! A driver crate's tests depend on `hypertask-core` with this feature, and on nothing else
+//! for the suite (it brings its own async runtime):
 //!
-//! ```ignore
-//! struct MyHarness;
-//! #[hypertask_core::async_trait]
-//! impl hypertask_core::conformance::Harness for MyHarness {
-//!     async fn upstream(&self) -> Box<dyn hypertask_core::conformance::Upstream> { /* … */ }
-//! }
-//! hypertask_core::conformance_tests!(MyHarness);
+//! ```toml
+//! [dev-dependencies]
+//! hypertask-core = { version = "0.1", features = ["conformance"] }
 //! ```
 //!
-//! [`run`] runs the same cases one after another against any harness and reports each one;
-//! `hypertask driver-test NAME` uses it against a configured driver.
+//! The crate implements two traits:
+//!
+//! - [`Harness`] gives the suite an upstream: a fresh, empty one per call for a driver's own
+//!   tests (a new temporary directory, database or server).
+//! - [`Upstream`] gives clients of that one upstream. [`Upstream::client`] must be a separate
+//!   driver instance, as another machine would have (its own connection, its own clone).
+//!   [`Upstream::store`] (optional) returns a store-level client, which enables the cases that
+//!   call [`Store::put`] directly. [`Upstream::plant`] (optional) writes raw bytes as an
+//!   entry, which enables the corrupt-entry case.
+//!
+//! Then [`conformance_tests!`](crate::conformance_tests) in a test file expands to one
+//! `#[test]` per case. [`run`] runs the cases one after another and reports each (what
+//! `hypertask driver-test NAME` does); [`run_case_blocking`] runs one on a runtime of its own.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use hypertask_core::conformance::{run_case_blocking, Harness, Upstream};
+//! use hypertask_core::{Driver, MemoryStore, Store, StoreDriver};
+//!
+//! /// Every call: a new, empty store.
+//! struct MyHarness;
+//!
+//! /// One store; each client is a driver instance of its own over it.
+//! struct MyUpstream(Arc<MemoryStore>);
+//!
+//! #[hypertask_core::async_trait]
+//! impl Harness for MyHarness {
+//!     async fn upstream(&self) -> Box<dyn Upstream> {
+//!         Box::new(MyUpstream(Arc::new(MemoryStore::new("example"))))
+//!     }
+//! }
+//!
+//! #[hypertask_core::async_trait]
+//! impl Upstream for MyUpstream {
+//!     async fn client(&self) -> Arc<dyn Driver> {
+//!         Arc::new(StoreDriver::new(self.0.clone()))
+//!     }
+//!
+//!     async fn store(&self) -> Option<Arc<dyn Store>> {
+//!         Some(self.0.clone())
+//!     }
+//! }
+//!
+//! // In `tests/conformance.rs`: one #[test] per case.
+//! hypertask_core::conformance_tests!(MyHarness);
+//!
+//! // Or one case by name, anywhere.
+//! # fn main() {
+//! run_case_blocking(&MyHarness, "store_put_is_compare_and_swap");
+//! # }
+//! ```
 //!
 //! Every case works on task ids of its own, so the cases can share one upstream.
+//! [`TASK_VECTORS`] are the normative task-format examples, for a driver that hashes or merges
+//! itself.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -175,7 +221,9 @@ pub fn run_case_blocking(harness: &dyn Harness, name: &str) {
 
 /// Expands to one `#[test]` per conformance case, each building its harness with `$h`.
 ///
-/// Self-contained: the caller needs no async runtime of its own.
+/// Self-contained: the caller needs no async runtime of its own. See the
+/// [module documentation](crate::conformance) for an example.
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 #[macro_export]
 macro_rules! conformance_tests {
     ($h:expr) => {

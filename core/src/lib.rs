@@ -1,11 +1,14 @@
 //! hypertask core: the task document, its canonical hash and merge rule, the driver contract,
 //! the local cache and the sync engine. See DESIGN.md.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+mod blocking;
 mod cache;
 mod checked;
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod driver;
 mod error;
@@ -22,6 +25,7 @@ mod sync;
 mod task;
 
 pub use backoff::Backoff;
+pub use blocking::{Blocking, BlockingStore};
 pub use cache::{
     CacheError, CacheLock, ConflictRecord, Quarantined, Replica, Side, DEFAULT_LOCK_TIMEOUT,
 };
@@ -36,7 +40,8 @@ pub use merge::{lost_values, merge, merge_tasks, LostValue};
 pub use registry::{Factory, Registry};
 pub use spec::{expand_path, DriverSpec, CORE_KEYS};
 pub use store::{
-    Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored, Version, Write,
+    decide, Decision, Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored,
+    Version, Write,
 };
 pub use sync::{
     DriverReport, Engine, NoProgress, Progress, SyncOptions, SyncReport, DEFAULT_BATCH,

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use crate::driver::{DriverInfo, Health};
 use crate::error::DriverError;
-use crate::store::{Entry, Gets, PutOutcome, Puts, Store, StoreInventory, Stored, Version, Write};
+use crate::store::{
+    decide, Decision, Entry, Gets, PutOutcome, Puts, Store, StoreInventory, Stored, Version, Write,
+};
 use crate::task::{Task, TaskId};
 
 /// A store in memory. Its versions are revision numbers, not content hashes, so it exercises
@@ -89,13 +91,14 @@ impl Store for MemoryStore {
         let mut out = Puts::new();
         for w in writes {
             let id = w.task.id().clone();
-            let current = state.tasks.get(&id);
-            let outcome = match current {
-                Some((s, hash)) if *hash == w.hash => PutOutcome::Written(s.version.clone()),
-                _ if current.map(|(s, _)| &s.version) != w.expected.as_ref() => {
-                    PutOutcome::Conflict
-                }
-                _ => {
+            let current = state.tasks.get(&id).map(|(s, hash)| Entry {
+                hash: hash.clone(),
+                version: s.version.clone(),
+            });
+            let outcome = match decide(current.as_ref(), &w) {
+                Decision::Unchanged(version) => PutOutcome::Written(version),
+                Decision::Conflict => PutOutcome::Conflict,
+                Decision::Write => {
                     state.revision += 1;
                     let version = Version::new(format!("r{}", state.revision));
                     let stored = Stored {

@@ -51,28 +51,53 @@ impl Registry {
     /// limit). A kind with no factory runs the program `hypertask-driver-KIND` from `PATH` (see
     /// [`crate::external`]); with no such program it is an error listing the available kinds.
     pub fn build(&self, spec: &DriverSpec) -> Result<Checked, DriverError> {
-        let driver = match self.factories.get(&spec.kind) {
-            Some(factory) => factory(spec)?,
+        let (driver, timeout) = match self.factories.get(&spec.kind) {
+            Some(factory) => (factory(spec)?, spec.timeout),
             None => match external::find_program(&spec.kind) {
-                Some(program) => Arc::new(external::ExternalDriver::new(spec.clone(), program)),
-                None => {
-                    return Err(DriverError::new(
-                        &spec.name,
-                        ErrorKind::Config,
-                        format!(
-                            "unknown driver type '{}' in [drivers.{}]; available types: {} \
-                             (or install an executable named {} on PATH)",
-                            spec.kind,
-                            spec.name,
-                            self.kinds().join(", "),
-                            external::program_name(&spec.kind)
-                        ),
-                    ))
-                }
+                // The program's own per-request timeout fires first and reports its exit
+                // status and stderr; the grace covers stopping it.
+                Some(program) => (
+                    Arc::new(external::ExternalDriver::new(spec.clone(), program))
+                        as Arc<dyn Driver>,
+                    spec.timeout + external::CHECKED_GRACE,
+                ),
+                None => return Err(self.unknown_kind(spec)),
             },
         };
         Ok(Checked::new(driver)
-            .with_timeout(spec.timeout)
+            .with_timeout(timeout)
             .with_max_task_bytes(spec.max_task_bytes))
+    }
+
+    fn unknown_kind(&self, spec: &DriverSpec) -> DriverError {
+        let program = external::program_name(&spec.kind);
+        let unusable: Vec<String> = external::unusable_programs(&spec.kind)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let hint = if unusable.is_empty() {
+            format!("or install an executable named {program} on PATH")
+        } else {
+            format!(
+                "{} on PATH is not an executable file, so it is not a driver",
+                unusable.join(" and ")
+            )
+        };
+        DriverError::new(
+            &spec.name,
+            ErrorKind::Config,
+            format!(
+                "unknown driver type '{}' in [drivers.{}]; available types: {} ({hint})",
+                spec.kind,
+                spec.name,
+                self.kinds().join(", "),
+            ),
+        )
+    }
+
+    /// Whether `kind` has a registered factory (otherwise [`Registry::build`] looks for an
+    /// external program).
+    pub fn has(&self, kind: &str) -> bool {
+        self.factories.contains_key(kind)
     }
 }

@@ -58,6 +58,17 @@ pub struct Entry {
     pub version: Version,
 }
 
+impl Entry {
+    /// The entry of `task` in a store whose only version is the content hash.
+    pub fn of_hash(task: &Task) -> Entry {
+        let hash = task.hash();
+        Entry {
+            version: Version::of_hash(&hash),
+            hash,
+        }
+    }
+}
+
 /// Everything a store holds, plus entries it could not read.
 #[derive(Debug, Default)]
 pub struct StoreInventory {
@@ -106,6 +117,44 @@ pub enum PutOutcome {
     Written(Version),
     /// The stored version is no longer the expected one; nothing was written.
     Conflict,
+}
+
+/// What a store does with one conditional write (see [`decide`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The stored state is already the written one: write nothing, answer
+    /// [`PutOutcome::Written`] with the stored version.
+    Unchanged(Version),
+    /// The stored version is not the expected one: write nothing, answer
+    /// [`PutOutcome::Conflict`].
+    Conflict,
+    /// Store the task, then answer [`PutOutcome::Written`] with its new version.
+    Write,
+}
+
+/// The compare-and-swap rule of [`Store::put`] for one write, given the entry stored for its
+/// id (`None`: absent). Every store decides with this, under whatever lock or transaction
+/// makes the decision and the write atomic.
+///
+/// ```
+/// use hypertask_core::{decide, Decision, Entry, Task, Write};
+///
+/// let v1 = Task::from_value(serde_json::json!({"id": "a", "description": "v1"})).unwrap();
+/// let v2 = Task::from_value(serde_json::json!({"id": "a", "description": "v2"})).unwrap();
+/// let stored = Entry::of_hash(&v1);
+/// assert_eq!(decide(None, &Write::new(v1.clone(), None)), Decision::Write);
+/// assert_eq!(decide(Some(&stored), &Write::new(v2.clone(), None)), Decision::Conflict);
+/// let over_v1 = Write::new(v2, Some(stored.version.clone()));
+/// assert_eq!(decide(Some(&stored), &over_v1), Decision::Write);
+/// let same = Write::new(v1, None);
+/// assert_eq!(decide(Some(&stored), &same), Decision::Unchanged(stored.version.clone()));
+/// ```
+pub fn decide(current: Option<&Entry>, write: &Write) -> Decision {
+    match current {
+        Some(entry) if entry.hash == write.hash => Decision::Unchanged(entry.version.clone()),
+        _ if current.map(|e| &e.version) != write.expected.as_ref() => Decision::Conflict,
+        _ => Decision::Write,
+    }
 }
 
 /// Answers of [`Store::get`], keyed by id.

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use hypertask_core::files::{create_exclusive, lock_file, Durability, TaskDir};
 use hypertask_core::{
-    async_trait, expand_path, merge_tasks, Capabilities, ContentHash, DriverError, DriverInfo,
-    Entry, ErrorKind, Gets, Health, Inventory, Problem, PutOutcome, Puts, Store, StoreInventory,
-    Stored, Task, TaskId, Version, Write,
+    async_trait, decide, expand_path, merge_tasks, Capabilities, ContentHash, Decision,
+    DriverError, DriverInfo, Entry, ErrorKind, Gets, Health, Inventory, Problem, PutOutcome, Puts,
+    Store, StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
 use crate::config::FsConfig;
@@ -267,19 +267,21 @@ impl Inner {
                     continue;
                 }
             };
-            let current = current.as_ref().map(|t| Version::of_hash(&t.hash()));
-            let written = Version::of_hash(&w.hash);
-            if current.as_ref() == Some(&written) {
-                // Already stored, perhaps only as the merge with copies: fold those in.
-                if copies.contains_key(&id) {
+            match decide(current.as_ref().map(Entry::of_hash).as_ref(), &w) {
+                Decision::Unchanged(version) => {
+                    // Already stored, perhaps only as the merge with copies: fold those in.
+                    if copies.contains_key(&id) {
+                        to_write.push(w.task);
+                    }
+                    outcomes.insert(id, Ok(PutOutcome::Written(version)));
+                }
+                Decision::Conflict => {
+                    outcomes.insert(id, Ok(PutOutcome::Conflict));
+                }
+                Decision::Write => {
+                    outcomes.insert(id, Ok(PutOutcome::Written(Version::of_hash(&w.hash))));
                     to_write.push(w.task);
                 }
-                outcomes.insert(id, Ok(PutOutcome::Written(written)));
-            } else if current != w.expected {
-                outcomes.insert(id, Ok(PutOutcome::Conflict));
-            } else {
-                to_write.push(w.task);
-                outcomes.insert(id, Ok(PutOutcome::Written(written)));
             }
         }
         self.tasks

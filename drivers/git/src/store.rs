@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypertask_core::{
-    async_trait, root_hash, Access, Capabilities, ContentHash, DriverError, DriverInfo, Entry,
-    ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored,
-    Task, TaskId, Version, Write,
+    async_trait, decide, root_hash, Access, Capabilities, ContentHash, Decision, DriverError,
+    DriverInfo, Entry, ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts, Store,
+    StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
 use crate::commit::Committed;
@@ -300,20 +300,24 @@ impl Store for GitStore {
                 for w in writes {
                     let id = w.task.id().clone();
                     let current = match clone.tasks.read(&id) {
-                        Ok(c) => c.map(|t| Version::of_hash(&t.hash())),
+                        Ok(c) => c.as_ref().map(Entry::of_hash),
                         Err(e) => {
                             outcomes.insert(id, Err(error::file(&clone.name, e)));
                             continue;
                         }
                     };
-                    let written = Version::of_hash(&w.hash);
-                    if current.as_ref() == Some(&written) {
-                        outcomes.insert(id, Ok(PutOutcome::Written(written)));
-                    } else if current != w.expected {
-                        outcomes.insert(id, Ok(PutOutcome::Conflict));
-                    } else {
-                        batch.push(w.task);
-                        outcomes.insert(id, Ok(PutOutcome::Written(written)));
+                    match decide(current.as_ref(), &w) {
+                        Decision::Unchanged(version) => {
+                            outcomes.insert(id, Ok(PutOutcome::Written(version)));
+                        }
+                        Decision::Conflict => {
+                            outcomes.insert(id, Ok(PutOutcome::Conflict));
+                        }
+                        Decision::Write => {
+                            let written = Version::of_hash(&w.hash);
+                            outcomes.insert(id, Ok(PutOutcome::Written(written)));
+                            batch.push(w.task);
+                        }
                     }
                 }
                 if !batch.is_empty() {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonFileConfig {
-    /// The JSON file holding every task; created on first write.
+    /// The JSON file holding every task, created on first write; a relative path is taken from
+    /// the config file's directory.
     pub path: PathBuf,
 }

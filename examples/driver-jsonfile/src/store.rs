@@ -4,17 +4,16 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 
-use async_trait::async_trait;
 use hypertask_core::files::write_atomic;
 use hypertask_core::{
-    Capabilities, DriverError, DriverInfo, Entry, ErrorKind, Gets, Health, PutOutcome, Puts, Store,
-    StoreInventory, Stored, Task, TaskId, Version, Write,
+    decide, BlockingStore, Capabilities, Decision, DriverError, DriverInfo, Entry, ErrorKind, Gets,
+    Health, PutOutcome, Puts, StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
-use crate::config::JsonFileConfig;
 use crate::KIND;
 
-/// Every task in one JSON file.
+/// Every task in one JSON file. Its versions are the content hashes: a file of tasks keeps
+/// nothing else to compare.
 #[derive(Debug, Clone)]
 pub struct JsonFileStore {
     name: String,
@@ -24,11 +23,11 @@ pub struct JsonFileStore {
 type Tasks = BTreeMap<TaskId, Task>;
 
 impl JsonFileStore {
-    /// A store named `name` over the configured file.
-    pub fn new(name: &str, config: JsonFileConfig) -> Self {
+    /// A store named `name` over the file at `path` (created on first write).
+    pub fn new(name: &str, path: PathBuf) -> Self {
         JsonFileStore {
             name: name.to_owned(),
-            path: hypertask_core::expand_path(config.path),
+            path,
         }
     }
 
@@ -36,28 +35,20 @@ impl JsonFileStore {
         DriverError::new(&self.name, kind, format!("{}: {msg}", self.path.display()))
     }
 
-    /// Holds an exclusive lock on `<path>.lock` while `f` runs, off the async reactor.
-    async fn locked<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Self) -> Result<T, DriverError> + Send + 'static,
-    ) -> Result<T, DriverError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let lock_path = this.path.with_extension("lock");
-            if let Some(dir) = lock_path.parent() {
-                fs::create_dir_all(dir).map_err(|e| this.err(ErrorKind::Io, e))?;
-            }
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(|e| this.err(ErrorKind::Io, e))?;
-            lock.lock().map_err(|e| this.err(ErrorKind::Io, e))?;
-            f(&this)
-        })
-        .await
-        .map_err(|e| self.err(ErrorKind::Io, e))?
+    /// An exclusive lock on `<path>.lock`, held until the returned file is dropped.
+    fn lock(&self) -> Result<File, DriverError> {
+        let lock_path = self.path.with_extension("lock");
+        if let Some(dir) = lock_path.parent() {
+            fs::create_dir_all(dir).map_err(|e| self.err(ErrorKind::Io, e))?;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| self.err(ErrorKind::Io, e))?;
+        lock.lock().map_err(|e| self.err(ErrorKind::Io, e))?;
+        Ok(lock)
     }
 
     fn load(&self) -> Result<Tasks, DriverError> {
@@ -70,8 +61,7 @@ impl JsonFileStore {
     }
 }
 
-#[async_trait]
-impl Store for JsonFileStore {
+impl BlockingStore for JsonFileStore {
     fn info(&self) -> DriverInfo {
         DriverInfo {
             kind: KIND.into(),
@@ -80,68 +70,61 @@ impl Store for JsonFileStore {
         }
     }
 
-    async fn list(&self) -> Result<StoreInventory, DriverError> {
-        self.locked(|s| {
-            Ok(StoreInventory {
-                entries: s
-                    .load()?
-                    .iter()
-                    .map(|(id, t)| {
-                        let hash = t.hash();
-                        let version = Version::of_hash(&hash);
-                        (id.clone(), Entry { hash, version })
-                    })
-                    .collect(),
-                problems: Vec::new(),
-            })
-        })
-        .await
-    }
-
-    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
-        let ids = ids.to_vec();
-        self.locked(move |s| {
-            let tasks = s.load()?;
-            Ok(ids
+    fn list(&self) -> Result<StoreInventory, DriverError> {
+        let _lock = self.lock()?;
+        Ok(StoreInventory {
+            entries: self
+                .load()?
                 .iter()
-                .map(|id| {
-                    let stored = tasks.get(id).map(|t| Stored {
-                        task: t.clone(),
-                        version: Version::of_hash(&t.hash()),
-                    });
-                    (id.clone(), Ok(stored))
-                })
-                .collect())
+                .map(|(id, t)| (id.clone(), Entry::of_hash(t)))
+                .collect(),
+            problems: Vec::new(),
         })
-        .await
     }
 
-    /// Compare-and-swap on the content hash, the only version a file of tasks has.
-    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
-        self.locked(move |s| {
-            let mut tasks = s.load()?;
-            let outcomes = writes
-                .into_iter()
-                .map(|w| {
-                    let id = w.task.id().clone();
-                    let current = tasks.get(&id).map(|t| Version::of_hash(&t.hash()));
-                    let written = Version::of_hash(&w.hash);
-                    if current != w.expected && current.as_ref() != Some(&written) {
-                        return (id, Ok(PutOutcome::Conflict));
-                    }
+    fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
+        let _lock = self.lock()?;
+        let tasks = self.load()?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let stored = tasks.get(id).map(|t| Stored {
+                    task: t.clone(),
+                    version: Version::of_hash(&t.hash()),
+                });
+                (id.clone(), Ok(stored))
+            })
+            .collect())
+    }
+
+    fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
+        let _lock = self.lock()?;
+        let mut tasks = self.load()?;
+        let mut changed = false;
+        let mut outcomes = Puts::new();
+        for w in writes {
+            let id = w.task.id().clone();
+            let outcome = match decide(tasks.get(&id).map(Entry::of_hash).as_ref(), &w) {
+                Decision::Unchanged(version) => PutOutcome::Written(version),
+                Decision::Conflict => PutOutcome::Conflict,
+                Decision::Write => {
+                    changed = true;
                     tasks.insert(id.clone(), w.task);
-                    (id, Ok(PutOutcome::Written(written)))
-                })
-                .collect();
+                    PutOutcome::Written(Version::of_hash(&w.hash))
+                }
+            };
+            outcomes.insert(id, Ok(outcome));
+        }
+        if changed {
             let bytes = serde_json::to_vec_pretty(&tasks).expect("tasks serialise");
-            write_atomic(&s.path, &bytes, true).map_err(|e| s.err(ErrorKind::Io, e))?;
-            Ok(outcomes)
-        })
-        .await
+            write_atomic(&self.path, &bytes, true).map_err(|e| self.err(ErrorKind::Io, e))?;
+        }
+        Ok(outcomes)
     }
 
-    async fn check(&self) -> Result<Health, DriverError> {
-        let n = self.locked(|s| s.load()).await?.len();
+    fn check(&self) -> Result<Health, DriverError> {
+        let _lock = self.lock()?;
+        let n = self.load()?.len();
         Ok(Health {
             ok: true,
             detail: format!("{}: {n} tasks", self.path.display()),

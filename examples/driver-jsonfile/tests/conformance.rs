@@ -1,12 +1,12 @@
-//! The conformance suite, twice: the crate in-process, and the binary as an external program
-//! through core's `ExternalDriver` (the JSON-lines protocol).
+//! The conformance suite, twice: the crate in-process, and its program as an external driver
+//! (protocol 1, store level), the way a stock `hypertask` runs it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hypertask_core::conformance::{Harness, Upstream};
-use hypertask_core::external::ExternalDriver;
-use hypertask_core::{Driver, DriverSpec, Registry};
+use hypertask_core::external::{ExternalDriver, ExternalStore};
+use hypertask_core::{Driver, DriverSpec, Registry, Store};
 
 /// Temporary directories live as long as the test process; each harness call gets a new one.
 fn fresh_file() -> PathBuf {
@@ -23,6 +23,10 @@ fn spec(path: &PathBuf) -> DriverSpec {
     )
 }
 
+fn program() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hypertask-driver-jsonfile"))
+}
+
 /// One task file; every client is a driver instance of its own.
 struct File {
     path: PathBuf,
@@ -34,13 +38,21 @@ impl Upstream for File {
     async fn client(&self) -> Arc<dyn Driver> {
         let spec = spec(&self.path);
         if self.external {
-            let program = PathBuf::from(env!("CARGO_BIN_EXE_hypertask-driver-jsonfile"));
-            Arc::new(ExternalDriver::new(spec, program))
+            Arc::new(ExternalDriver::new(spec, program()))
         } else {
             let mut registry = Registry::new();
             hypertask_driver_jsonfile::register(&mut registry);
             Arc::new(registry.build(&spec).unwrap())
         }
+    }
+
+    async fn store(&self) -> Option<Arc<dyn Store>> {
+        let spec = spec(&self.path);
+        Some(if self.external {
+            Arc::new(ExternalStore::new(spec, program()))
+        } else {
+            Arc::new(hypertask_driver_jsonfile::store(&spec).unwrap())
+        })
     }
 }
 

@@ -1,17 +1,15 @@
-//! `hypertask-driver-jsonfile`: the jsonfile store as an external driver program.
+//! `hypertask-driver-jsonfile`: the jsonfile store as an external program (protocol 1, store
+//! level), so a stock `hypertask` can use `type = "jsonfile"` once this is on `PATH`.
+
 use std::sync::Arc;
 
-use hypertask_core::external::serve_stdio;
-use hypertask_core::StoreDriver;
-use hypertask_driver_jsonfile::JsonFileStore;
+use hypertask_core::external::{serve_stdio, Served};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let served = serve_stdio(|spec| {
-        let config = spec.config()?;
-        Ok(Arc::new(StoreDriver::new(JsonFileStore::new(
-            &spec.name, config,
-        ))))
+        let store = hypertask_driver_jsonfile::store(spec)?;
+        Ok(Served::Store(Arc::new(store)))
     })
     .await;
     match served {
