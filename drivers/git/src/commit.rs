@@ -3,6 +3,7 @@
 //! afterwards, as a cache of file metadata for `git status`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use git2::{Commit, ObjectType, Oid, Signature, Status, StatusOptions};
 use hypertask_core::{DriverError, TaskId};
@@ -72,6 +73,7 @@ impl Session<'_> {
             .map_err(self.git("cannot open the object store"))?;
         let dir = self.tasks_dir()?;
         let mut changes: BTreeMap<TaskId, Option<Oid>> = BTreeMap::new();
+        let mut unchanged: Vec<(TaskId, Oid)> = Vec::new();
         for id in ids {
             let path = dir.join(format!("{id}.json"));
             // Only a regular file holding a valid task is committed; a symlink is not read.
@@ -90,9 +92,14 @@ impl Session<'_> {
             };
             if current.get(format!("{id}.json").as_bytes()) != Some(&entry) {
                 changes.insert(id, Some(blob));
+            } else {
+                // Committed already, but the index does not say so (a sync killed between
+                // its commit and its index write): refreshed, so `status` is clean again.
+                unchanged.push((id, blob));
             }
         }
         if changes.is_empty() {
+            self.record_in_index(&dir, &unchanged)?;
             return Ok(done);
         }
         let tree_id = tree::with_task_files(&self.repo, old_tree.as_ref(), &changes)
@@ -118,28 +125,41 @@ impl Session<'_> {
                 &parents,
             )
             .map_err(self.git("cannot commit"))?;
-        let mut index = self
-            .repo
-            .index()
-            .map_err(self.git("cannot open the index"))?;
-        for (id, blob) in &changes {
-            if let Some(blob) = blob {
-                index
-                    .add(&stat_entry(id, *blob, &dir.join(format!("{id}.json"))))
-                    .map_err(self.git(format!("cannot record {id} in the index")))?;
-            }
-        }
-        index.write().map_err(self.git("cannot write the index"))?;
+        unchanged.extend(
+            changes
+                .into_iter()
+                .filter_map(|(id, blob)| Some((id, blob?))),
+        );
+        self.record_in_index(&dir, &unchanged)?;
         done.made = true;
         Ok(done)
     }
 
+    /// Records committed task files in the index, a cache of their metadata for `status`.
+    fn record_in_index(&self, dir: &Path, files: &[(TaskId, Oid)]) -> Result<(), DriverError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut index = self
+            .repo
+            .index()
+            .map_err(self.git("cannot open the index"))?;
+        for (id, blob) in files {
+            index
+                .add(&stat_entry(id, *blob, &dir.join(format!("{id}.json"))))
+                .map_err(self.git(format!("cannot record {id} in the index")))?;
+        }
+        index.write().map_err(self.git("cannot write the index"))
+    }
+
     /// The valid task files of the working tree that differ from the index (new, edited, or
-    /// of another type).
+    /// of another type): those edited by hand, and those a sync killed before its commit
+    /// wrote. Untracked directories are looked into, since before the first commit all of
+    /// `tasks/` is one.
     fn edited_by_hand(&self) -> Result<Vec<TaskId>, DriverError> {
         let mut opts = StatusOptions::new();
         opts.include_untracked(true)
-            .recurse_untracked_dirs(false)
+            .recurse_untracked_dirs(true)
             .exclude_submodules(true)
             .pathspec(format!("{TASKS_DIR}/"));
         let statuses = self

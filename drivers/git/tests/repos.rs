@@ -551,6 +551,38 @@ async fn an_uncommitted_edit_in_the_clone_survives_a_pull_and_is_committed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_written_by_a_sync_killed_before_its_first_commit_are_committed_next_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let remote = bare(dir, "remote.git");
+    let t1 = task("t1", json!({"description": "written, never committed"}));
+    let t2 = task("t2", json!({"description": "written by the next sync"}));
+    // A first sync writes t1 into the fresh clone and dies before `finish`: `tasks/` is then
+    // a directory git has never seen.
+    {
+        let killed = client(dir, "a", &remote);
+        killed
+            .resolve(Batch::from([(tid("t1"), Some(t1.clone()))]))
+            .await
+            .unwrap();
+    }
+    // The next sync finds t1 already there, writes t2, and its one commit holds both.
+    let next = client(dir, "a", &remote);
+    let answers = next
+        .resolve(Batch::from([
+            (tid("t1"), Some(t1.clone())),
+            (tid("t2"), Some(t2.clone())),
+        ]))
+        .await
+        .unwrap();
+    assert!(answers.values().all(Result::is_ok), "{answers:?}");
+    next.finish().await.unwrap();
+    assert_eq!(task_at(&remote, "main", "t1"), t1);
+    assert_eq!(task_at(&remote, "main", "t2"), t2);
+    assert_eq!(git(&dir.join("a"), &["status", "--porcelain"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_remote_tasks_are_committed_locally() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
