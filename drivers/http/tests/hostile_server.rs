@@ -149,7 +149,10 @@ async fn a_state_above_the_task_size_limit_fails_that_task() {
         .unwrap();
     let e = answers[&big].as_ref().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
-    assert!(e.to_string().contains("task size limit of 1024 bytes"), "{e}");
+    assert!(
+        e.to_string().contains("task size limit of 1024 bytes"),
+        "{e}"
+    );
     assert!(answers[&small].as_ref().unwrap().is_some());
 }
 
@@ -188,5 +191,9 @@ async fn task_bodies_are_not_redirected_to_another_origin() {
     assert_names_driver_and_server(&e, &url);
     assert!(e.to_string().contains("redirected POST /tasks to"), "{e}");
     assert!(e.to_string().contains(&elsewhere), "{e}");
-    assert_eq!(reached.load(Ordering::SeqCst), 0, "a request left the origin");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "a request left the origin"
+    );
 }

@@ -27,7 +27,13 @@ async fn half_open_connections_do_not_stop_a_sync() {
 
     // The attacker: this test binary again, running `attacker` with its own file limit.
     let mut attacker = Command::new(std::env::current_exe().unwrap())
-        .args(["attacker", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "attacker",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ATTACK_ADDR, addr.to_string())
         .stdout(Stdio::piped())
         .spawn()
