@@ -34,6 +34,7 @@ mod transfer;
 /// Dates people type; the rules live in core so every front end reads them alike.
 pub use hypertask_core::manage::when;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -105,27 +106,48 @@ pub fn run(registry: Registry) -> ExitCode {
     match dispatch(cli, &registry) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // Not `eprintln!`, which panics when stderr is closed.
         Err(e) if e.downcast_ref::<Usage>().is_some() => {
-            eprintln!("hypertask: {e}");
+            let _ = writeln!(std::io::stderr(), "hypertask: {e}");
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("hypertask: {e:#}");
+            let _ = writeln!(std::io::stderr(), "hypertask: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Log lines go to stderr at `default` level; `HYPERTASK_LOG=debug` shows more.
+/// Log lines go to stderr at `default` level; `HYPERTASK_LOG=debug` shows more. Colour only
+/// when stderr is a terminal; a log line that cannot be written (stderr closed or on a full
+/// disk) is dropped, never a panic.
 fn init_tracing(default: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("HYPERTASK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// Standard error for log lines, dropping what cannot be written.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Runs one command; `Ok(false)` is a failure already reported on stderr.

@@ -174,18 +174,24 @@ fn summary_line(d: &DriverReport, dry_run: bool) -> String {
     .map(|(what, n)| format!("{what} {n}"))
     .collect();
     let mut counts = if parts.is_empty() {
-        "up to date".to_owned()
+        Vec::new()
     } else if dry_run {
-        format!("would have {}", parts.join(", "))
+        vec![format!("would have {}", parts.join(", "))]
     } else {
-        parts.join(", ")
+        vec![parts.join(", ")]
     };
     if !d.failed.is_empty() {
-        counts.push_str(&format!(", {} failed", d.failed.len()));
+        counts.push(format!("{} failed", d.failed.len()));
     }
     if !d.skipped.is_empty() {
-        counts.push_str(&format!(", {} skipped as invalid", d.skipped.len()));
+        counts.push(format!("{} skipped as invalid", d.skipped.len()));
     }
+    // "Up to date" only when nothing failed: a failed task is not in sync.
+    let counts = if counts.is_empty() {
+        "up to date".to_owned()
+    } else {
+        counts.join(", ")
+    };
     format!("{head}: {counts}")
 }
 
@@ -333,5 +339,28 @@ impl Progress for Bar {
                 bar.finish_and_clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_with_failures_is_never_up_to_date() {
+        let mut d = DriverReport {
+            name: "server".into(),
+            kind: "http".into(),
+            ..Default::default()
+        };
+        assert_eq!(summary_line(&d, false), "server (http): up to date");
+        d.failed = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(summary_line(&d, false), "server (http): 3 failed");
+        d.pushed = 2;
+        assert_eq!(summary_line(&d, false), "server (http): pushed 2, 3 failed");
+        assert_eq!(
+            summary_line(&d, true),
+            "server (http): would have pushed 2, 3 failed"
+        );
     }
 }

@@ -1,13 +1,16 @@
-//! `serve`: the HTTP sync server of DESIGN.md §5 over a store built from `[server] store`.
+//! `serve`: the HTTP sync server (docs/http-protocol.md) over a store built from
+//! `[server] store`, with the limits of `[server]` (SECURITY.md).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use hypertask_core::Registry;
 use hypertask_driver_http::{serve as run_server, shutdown_signal, ServerOptions};
 use serde_json::{json, Value};
 
-use crate::settings::Settings;
+use crate::settings::{ServerSettings, Settings};
 use crate::Usage;
 
 /// Where the server listens when neither `--listen` nor `[server] listen` says.
@@ -30,6 +33,7 @@ pub(crate) fn serve(
         ))
     })?;
     let token = server.token.clone().filter(|t| !t.is_empty());
+    let options = options(&server, token.clone()).map_err(|e| Usage(format!("[server] {e}")))?;
     if token.is_none() {
         if !server.allow_no_auth {
             bail!(
@@ -55,15 +59,13 @@ pub(crate) fn serve(
     let runtime = crate::remote::runtime()?;
     let _entered = runtime.enter();
     let store = registry.build(&spec)?;
-    let options = ServerOptions {
-        token,
-        ..ServerOptions::default()
-    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        eprintln!(
+        // Never `eprintln!`: a server whose stderr is closed or full keeps serving.
+        let _ = writeln!(
+            std::io::stderr(),
             "hypertask: serving http://{} from a {} store; Ctrl-C stops",
             listener.local_addr()?,
             spec.kind
@@ -78,4 +80,84 @@ pub(crate) fn serve(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(true)
+}
+
+/// The server options of `[server]`: each limit key left out keeps its default.
+fn options(server: &ServerSettings, token: Option<String>) -> Result<ServerOptions, String> {
+    let d = ServerOptions::default();
+    let secs = |key: &str, v: Option<f64>, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("`{key}` must be a positive number of seconds, not {v}")),
+    };
+    let options = ServerOptions {
+        token,
+        max_batch: server.max_batch.unwrap_or(d.max_batch),
+        max_body_bytes: server.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_task_bytes: server.max_task_bytes.unwrap_or(d.max_task_bytes),
+        max_connections: server.max_connections.unwrap_or(d.max_connections),
+        max_concurrent_requests: server
+            .max_concurrent_requests
+            .unwrap_or(d.max_concurrent_requests),
+        max_inflight_body_bytes: server
+            .max_inflight_body_bytes
+            .unwrap_or(d.max_inflight_body_bytes),
+        header_timeout: secs(
+            "header_timeout_secs",
+            server.header_timeout_secs,
+            d.header_timeout,
+        )?,
+        idle_timeout: secs(
+            "idle_timeout_secs",
+            server.idle_timeout_secs,
+            d.idle_timeout,
+        )?,
+        body_timeout: secs(
+            "body_timeout_secs",
+            server.body_timeout_secs,
+            d.body_timeout,
+        )?,
+        request_timeout: secs(
+            "request_timeout_secs",
+            server.request_timeout_secs,
+            d.request_timeout,
+        )?,
+    };
+    options.validate()?;
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_come_from_server_settings() {
+        let s = ServerSettings {
+            max_connections: Some(7),
+            idle_timeout_secs: Some(0.5),
+            ..Default::default()
+        };
+        let o = options(&s, Some("tok".into())).unwrap();
+        assert_eq!(o.max_connections, 7);
+        assert_eq!(o.idle_timeout, Duration::from_millis(500));
+        assert_eq!(o.max_batch, ServerOptions::default().max_batch);
+
+        let e = options(&s, Some(" tok".into())).unwrap_err();
+        assert!(e.contains("whitespace"), "{e}");
+        let bad = ServerSettings {
+            body_timeout_secs: Some(-1.0),
+            ..Default::default()
+        };
+        assert!(options(&bad, None)
+            .unwrap_err()
+            .contains("body_timeout_secs"));
+        let zero = ServerSettings {
+            max_batch: Some(0),
+            ..Default::default()
+        };
+        assert!(options(&zero, None).unwrap_err().contains("max_batch"));
+    }
 }

@@ -64,6 +64,27 @@ pub struct ServerSettings {
     /// Serve without a token (only sensible on a trusted network).
     #[serde(default)]
     pub allow_no_auth: bool,
+    // The server's limits, each optional: a key left out keeps its default (SECURITY.md).
+    /// Most tasks in one `POST /tasks` (default 1000).
+    pub max_batch: Option<usize>,
+    /// Largest request body in bytes (default 16 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Largest task in bytes of JSON (default 1 MiB).
+    pub max_task_bytes: Option<usize>,
+    /// Most open connections (default 512).
+    pub max_connections: Option<usize>,
+    /// Most requests handled at once (default 64).
+    pub max_concurrent_requests: Option<usize>,
+    /// Most request-body bytes held at once by all requests (default 32 MiB).
+    pub max_inflight_body_bytes: Option<usize>,
+    /// Seconds a connection may take to send a request head (default 10).
+    pub header_timeout_secs: Option<f64>,
+    /// Seconds a connection may sit idle (default 5).
+    pub idle_timeout_secs: Option<f64>,
+    /// Seconds a request body may take to arrive (default 30).
+    pub body_timeout_secs: Option<f64>,
+    /// Seconds one request may take in all (default 120).
+    pub request_timeout_secs: Option<f64>,
 }
 
 impl fmt::Debug for ServerSettings {
@@ -73,6 +94,16 @@ impl fmt::Debug for ServerSettings {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("store", &self.store)
             .field("allow_no_auth", &self.allow_no_auth)
+            .field("max_batch", &self.max_batch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_task_bytes", &self.max_task_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_inflight_body_bytes", &self.max_inflight_body_bytes)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .finish()
     }
 }

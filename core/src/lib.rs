@@ -18,6 +18,7 @@ mod hash;
 pub mod manage;
 mod memory;
 mod merge;
+mod redact;
 mod registry;
 mod spec;
 mod store;
@@ -37,6 +38,7 @@ pub use error::{DriverError, ErrorKind};
 pub use hash::{root_hash, ContentHash, Hashes};
 pub use memory::MemoryStore;
 pub use merge::{lost_values, merge, merge_tasks, LostValue};
+pub use redact::redact_url;
 pub use registry::{Factory, Registry};
 pub use spec::{expand_path, DriverSpec, CORE_KEYS};
 pub use store::{

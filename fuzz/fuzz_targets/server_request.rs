@@ -55,11 +55,12 @@ fuzz_target!(|data: &[u8]| {
                 token: Some("fuzz-token".into()),
                 max_batch: 16,
                 max_body_bytes: 64 * 1024,
+                ..Default::default()
             },
         );
         let status = app.oneshot(req).await.expect("infallible").status().as_u16();
         assert!(
-            matches!(status, 200 | 304 | 400 | 401 | 404 | 405 | 409 | 413 | 415 | 500 | 503),
+            matches!(status, 200 | 304 | 400 | 401 | 404 | 405 | 408 | 409 | 413 | 415 | 500 | 503),
             "unexpected status {status} for {method} {path}"
         );
         // Whatever was stored is a valid task under its own id.

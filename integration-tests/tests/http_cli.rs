@@ -172,3 +172,70 @@ fn serve_stops_gracefully_on_sigterm() {
         "a graceful shutdown exits 0, got {status}"
     );
 }
+
+/// Starts `hypertask serve` for `host` with `stderr`; waits until it accepts connections.
+fn serve_with_stderr(host: &Machine, stderr: Stdio) -> (Child, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = host
+        .command()
+        .args(["serve", "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn hypertask serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start on {addr}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (child, format!("http://{addr}"))
+}
+
+/// `serve` whose stderr is a closed pipe or a full disk starts, logs nothing it cannot write,
+/// and keeps answering: clients sync through it.
+#[test]
+fn serve_keeps_answering_when_stderr_is_closed_or_full() {
+    let store = tempfile::tempdir().unwrap();
+    let host = server_machine(Some(TOKEN), store.path());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    // A pipe whose read end is closed before serve starts: every write fails.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    for (what, stderr) in [("closed", Stdio::from(writer)), ("full", Stdio::from(full))] {
+        let (child, url) = serve_with_stderr(&host, stderr);
+        let server = Server {
+            child,
+            url,
+            token: TOKEN.to_owned(),
+        };
+        let a = client(&server, TOKEN);
+        a.ok(&["add", "logged", "nowhere", what]);
+        for _ in 0..3 {
+            let out = a.ok(&["sync"]);
+            assert!(!out.contains("failed"), "{what}: {out}");
+        }
+        let mut server = server;
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "{what}: serve exited"
+        );
+    }
+}
+
+/// The request log written to a file carries no colour codes.
+#[test]
+fn the_log_in_a_file_has_no_colour() {
+    let store = tempfile::tempdir().unwrap();
+    let host = server_machine(Some(TOKEN), store.path());
+    let server = Server::start(&host, TOKEN);
+    let a = client(&server, TOKEN);
+    a.ok(&["add", "colourless"]);
+    a.ok(&["sync"]);
+    drop(server);
+    let log = std::fs::read_to_string(host.dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("request"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}

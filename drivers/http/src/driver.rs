@@ -1,29 +1,37 @@
-//! The client side of the sync protocol (DESIGN.md §5).
+//! The client side of the sync protocol (docs/http-protocol.md): the [`Driver`] over a
+//! [`Transport`].
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Bytes;
 use futures::StreamExt;
 use hypertask_core::{
     Answers, Batch, Capabilities, ContentHash, Driver, DriverError, DriverInfo, ErrorKind, Health,
-    Inventory, Listing, Problem, Task, TaskId,
+    Inventory, Listing, Problem, Task, TaskId, DEFAULT_MAX_TASK_BYTES,
 };
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
-use reqwest::{StatusCode, Url};
-use serde_json::{Map, Value};
+use reqwest::header::{CONTENT_TYPE, IF_NONE_MATCH};
+use reqwest::StatusCode;
+use serde_json::value::RawValue;
 
+use crate::capabilities::{advertised, ServerCaps, DEFAULT_MAX_BATCH};
 use crate::config::HttpConfig;
-use crate::error::{is_retryable_status, is_retryable_transport, Origin};
+use crate::listing::{read_entries, ReadError};
+use crate::transport::Transport;
+use crate::wire::{BatchAnswer, BatchRequest, SingleAnswer, SingleRequest};
 use crate::KIND;
 
-/// The batch size assumed until the server's `/capabilities` has been read.
-const DEFAULT_MAX_BATCH: usize = 1000;
 /// How many v1.0 single-task requests are in flight at once.
 const SINGLE_CONCURRENCY: usize = 4;
+/// Room in an answer for what surrounds the task states: keys, braces, error messages.
+const ENVELOPE_BYTES: usize = 4096;
+/// Room per task in a batch answer besides its state: its id and any error message.
+const PER_TASK_BYTES: usize = 1024;
+/// Bytes one `/hashes` entry may take: a 64-character id, a 64-digit hash, quotes and spacing.
+const HASH_ENTRY_BYTES: usize = 256;
+
+/// One task's outcome (inner) or a failure of the whole exchange (outer).
+type Slot = Option<Result<Option<Task>, DriverError>>;
 
 /// A driver instance talking to a hypertask sync server over HTTP.
 ///
@@ -37,36 +45,24 @@ const SINGLE_CONCURRENCY: usize = 4;
 /// Every request is safe to repeat (the server merges, and merging is idempotent), so requests
 /// that fail for a retryable reason (no connection, timeout, a 5xx answer) are sent again, up
 /// to `retries` times, with jittered exponential backoff.
+///
+/// Answers are read with caps derived from the task size limit and the number of tasks asked
+/// about, and `/hashes` with at most `max_tasks` entries: a server cannot make the client
+/// hold more than that.
 pub struct HttpDriver {
-    origin: Origin,
-    base: Url,
-    client: reqwest::Client,
-    /// `Authorization` values: `Bearer <token>`, then the original `hypertask <token>`.
-    auth: Option<[HeaderValue; 2]>,
-    /// Whether the server refused the `Bearer` scheme and accepted the original one.
-    legacy_auth: AtomicBool,
-    retries: u32,
+    t: Transport,
+    max_task_bytes: usize,
+    max_tasks: usize,
     caps: tokio::sync::OnceCell<ServerCaps>,
-}
-
-/// What the server said it can do.
-#[derive(Debug, Clone)]
-struct ServerCaps {
-    /// `Some(n)`: `POST /tasks` with at most `n` tasks. `None`: v1.0 only.
-    max_batch: Option<usize>,
-    /// The largest request body it accepts, when it says so.
-    max_body: Option<usize>,
-    /// The protocol versions it speaks.
-    protocol: Vec<String>,
 }
 
 impl fmt::Debug for HttpDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpDriver")
-            .field("name", &self.origin.name)
-            .field("url", &self.origin.url)
-            .field("token", &self.auth.as_ref().map(|_| "<redacted>"))
-            .field("retries", &self.retries)
+            .field("name", &self.t.origin.name)
+            .field("url", &self.t.origin.url)
+            .field("token", &self.t.origin.has_token.then_some("<redacted>"))
+            .field("retries", &self.t.retries)
             .field("server", &self.caps.get())
             .finish()
     }
@@ -75,217 +71,56 @@ impl fmt::Debug for HttpDriver {
 impl HttpDriver {
     /// A driver instance named `name` (as in `[drivers.NAME]`). Sends nothing yet.
     pub fn new(name: &str, config: HttpConfig) -> Result<HttpDriver, DriverError> {
-        let cfg_err = |msg: String| DriverError::new(name, ErrorKind::Config, msg);
-        let mut base = Url::parse(config.url.trim())
-            .map_err(|e| cfg_err(format!("invalid `url` {:?}: {e}", config.url)))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(cfg_err(format!(
-                "`url` {:?} must start with http:// or https://",
-                config.url
-            )));
-        }
-        if base.password().is_some() || !base.username().is_empty() {
-            return Err(cfg_err(
-                "`url` must not carry credentials; put the token in `token`".into(),
-            ));
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
-        let timeout = config.timeout().map_err(cfg_err)?;
-        let connect_timeout = config.connect_timeout().map_err(cfg_err)?;
-        let token = config
-            .token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let header = |scheme: &str, t: &str| {
-            let mut v = HeaderValue::from_str(&format!("{scheme} {t}")).map_err(|_| {
-                cfg_err("`token` holds characters that cannot be sent in a header".into())
-            })?;
-            v.set_sensitive(true);
-            Ok::<_, DriverError>(v)
-        };
-        let auth = token
-            .map(|t| Ok::<_, DriverError>([header("Bearer", t)?, header("hypertask", t)?]))
-            .transpose()?;
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            .connect_timeout(connect_timeout)
-            .user_agent(concat!("hypertask/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| cfg_err(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpDriver {
-            origin: Origin {
-                name: name.to_owned(),
-                url: base.as_str().trim_end_matches('/').to_owned(),
-                timeout,
-                has_token: auth.is_some(),
-            },
-            base,
-            client,
-            auth,
-            legacy_auth: AtomicBool::new(false),
-            retries: config.retries,
+            t: Transport::new(name, &config)?,
+            max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+            max_tasks: config.max_tasks.max(1),
             caps: tokio::sync::OnceCell::new(),
         })
     }
 
+    /// The same driver, refusing task states larger than `bytes` of JSON in answers and
+    /// reading answers with caps derived from it.
+    pub fn with_max_task_bytes(mut self, bytes: usize) -> HttpDriver {
+        self.max_task_bytes = bytes;
+        self
+    }
+
     /// The server's base URL, as shown in messages.
     pub fn url(&self) -> &str {
-        &self.origin.url
-    }
-
-    fn endpoint(&self, path: &str) -> Url {
-        // `base` ends with '/', and `path` is relative (task ids are URL-safe).
-        self.base.join(path).expect("endpoint paths are relative")
-    }
-
-    /// Sends a request built by `build` (once per attempt) and reads the whole answer,
-    /// retrying failures a retry can help with. A final retryable status is returned as is.
-    async fn send(
-        &self,
-        what: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Bytes), DriverError> {
-        let mut attempt = 0;
-        let mut tried_legacy = false;
-        loop {
-            let mut req = build();
-            let legacy = self.legacy_auth.load(Ordering::Relaxed);
-            if let Some(auth) = &self.auth {
-                req = req.header(AUTHORIZATION, auth[usize::from(legacy)].clone());
-            }
-            let outcome = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    resp.bytes().await.map(|body| (status, headers, body))
-                }
-                Err(e) => Err(e),
-            };
-            if let Ok((StatusCode::UNAUTHORIZED, _, _)) = &outcome {
-                if self.auth.is_some() && !legacy && !tried_legacy {
-                    // A v1.0 server may know only `Authorization: hypertask <token>`.
-                    tried_legacy = true;
-                    self.legacy_auth.store(true, Ordering::Relaxed);
-                    continue;
-                }
-                if legacy && tried_legacy {
-                    // Neither scheme was accepted: the token is wrong, not the scheme.
-                    self.legacy_auth.store(false, Ordering::Relaxed);
-                }
-            }
-            let retry = match &outcome {
-                Ok((status, _, _)) => is_retryable_status(*status),
-                Err(e) => is_retryable_transport(e),
-            };
-            if !retry || attempt >= self.retries {
-                return outcome.map_err(|e| self.origin.transport(what, e));
-            }
-            match &outcome {
-                Ok((status, _, _)) => {
-                    tracing::debug!(driver = %self.origin.name, %what, %status, attempt, "retrying")
-                }
-                Err(e) => {
-                    tracing::debug!(driver = %self.origin.name, %what, error = %e, attempt, "retrying")
-                }
-            }
-            attempt += 1;
-            backoff(attempt).await;
-        }
+        &self.t.origin.url
     }
 
     /// The server's capabilities, read once per driver instance.
     async fn capabilities(&self) -> Result<&ServerCaps, DriverError> {
         self.caps
-            .get_or_try_init(|| self.fetch_capabilities())
+            .get_or_try_init(|| crate::capabilities::fetch(&self.t))
             .await
-    }
-
-    async fn fetch_capabilities(&self) -> Result<ServerCaps, DriverError> {
-        let what = "GET /capabilities";
-        let url = self.endpoint("capabilities");
-        let (status, _, body) = self.send(what, || self.client.get(url.clone())).await?;
-        match status {
-            StatusCode::OK => {}
-            // A v1.0 server has no such endpoint.
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
-                return Ok(ServerCaps {
-                    max_batch: None,
-                    max_body: None,
-                    protocol: vec!["1.0".into()],
-                })
-            }
-            s => return Err(self.origin.status(what, s, &body)),
-        }
-        let doc: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
-            self.origin
-                .protocol(what, format_args!("a body that is not a JSON object: {e}"))
-        })?;
-        let protocol: Vec<String> = match doc.get("protocol") {
-            None => vec!["1.0".into()],
-            Some(Value::Array(vs)) => vs
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            Some(other) => {
-                return Err(self.origin.protocol(
-                    what,
-                    format_args!("`protocol` = {other}, not a list of versions"),
-                ))
-            }
-        };
-        let max_batch = if protocol.iter().any(|p| p == "1.1") {
-            match doc.get("max_batch") {
-                None => Some(DEFAULT_MAX_BATCH),
-                Some(v) => match v.as_u64().filter(|&n| n >= 1) {
-                    Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-                    None => {
-                        return Err(self.origin.protocol(
-                            what,
-                            format_args!("`max_batch` = {v}, not a positive integer"),
-                        ))
-                    }
-                },
-            }
-        } else {
-            None
-        };
-        let max_body = doc
-            .get("max_body_bytes")
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok());
-        let caps = ServerCaps {
-            max_batch,
-            max_body,
-            protocol,
-        };
-        tracing::debug!(driver = %self.origin.name, ?caps, "server capabilities");
-        Ok(caps)
     }
 
     async fn list(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError> {
         let what = "GET /hashes";
-        let url = self.endpoint("hashes");
+        let url = self.t.endpoint("hashes");
         let etag = known_root.map(|r| format!("\"{r}\""));
-        let (status, headers, body) = self
-            .send(what, || {
-                let req = self.client.get(url.clone());
+        let limit = self
+            .max_tasks
+            .saturating_mul(HASH_ENTRY_BYTES)
+            .saturating_add(ENVELOPE_BYTES);
+        let answer = self
+            .t
+            .send(what, limit, || {
+                let req = self.t.client().get(url.clone());
                 match &etag {
                     Some(tag) => req.header(IF_NONE_MATCH, tag.as_str()),
                     None => req,
                 }
             })
             .await?;
+        let status = answer.status;
         if matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED) && self.caps.get().is_none()
         {
-            if let Some(caps) = advertised(&headers) {
-                tracing::debug!(driver = %self.origin.name, ?caps, "server capabilities");
+            if let Some(caps) = advertised(&answer.headers) {
+                tracing::debug!(driver = %self.t.origin.name, ?caps, "server capabilities");
                 // Losing a race with a concurrent `/capabilities` read is fine: same server.
                 let _ = self.caps.set(caps);
             }
@@ -293,39 +128,49 @@ impl HttpDriver {
         match status {
             StatusCode::NOT_MODIFIED if known_root.is_some() => return Ok(Listing::Unchanged),
             StatusCode::OK => {}
-            s => return Err(self.origin.status(what, s, &body)),
+            _ => return Err(self.t.origin.unexpected(what, &answer)),
         }
-        let doc: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
-            self.origin.protocol(
+        let o = &self.t.origin;
+        let entries = read_entries(&answer.body, self.max_tasks).map_err(|e| match e {
+            ReadError::TooMany(max) => o.error(
+                ErrorKind::Protocol,
+                format!(
+                    "the server at {} lists more than {max} tasks, the most this driver accepts \
+                     (`max_tasks`); the listing was refused",
+                    o.url
+                ),
+            ),
+            ReadError::Malformed(e) => o.protocol(
                 what,
                 format_args!("a body that is not a JSON object of id → hash: {e}"),
-            )
+            ),
         })?;
         let mut inventory = Inventory::default();
-        for (key, value) in doc {
+        for (key, value) in entries.entries {
             let Ok(id) = TaskId::new(key.as_str()) else {
                 inventory.problems.push(Problem {
                     id: None,
-                    error: self.origin.error(
+                    error: o.error(
                         ErrorKind::InvalidData,
-                        format!(
-                            "the server at {} lists the invalid task id {key:?}",
-                            self.origin.url
-                        ),
+                        format!("the server at {} lists the invalid task id {key:?}", o.url),
                     ),
                 });
                 continue;
             };
-            match value.as_str().and_then(ContentHash::parse) {
+            let hash = serde_json::from_str::<&str>(value.get())
+                .ok()
+                .and_then(ContentHash::parse);
+            match hash {
                 Some(hash) => {
                     inventory.hashes.insert(id, hash);
                 }
                 None => inventory.problems.push(Problem {
-                    error: self.origin.error(
+                    error: o.error(
                         ErrorKind::InvalidData,
                         format!(
-                            "the server at {} lists task '{id}' with {value}, not a content hash",
-                            self.origin.url
+                            "the server at {} lists task '{id}' with {}, not a content hash",
+                            o.url,
+                            value.get()
                         ),
                     ),
                     id: Some(id),
@@ -335,8 +180,9 @@ impl HttpDriver {
         Ok(Listing::Changed(inventory))
     }
 
-    /// One `POST /tasks` per chunk of `indexes` (split in halves when the server finds a
-    /// chunk too large). Per-task failures land in `results`; a failure of the whole exchange
+    /// One `POST /tasks` per chunk of `indexes`. A chunk the server refuses as a whole (`413`
+    /// too large, `400` one invalid task) is split in halves and sent again, so only the task
+    /// at fault fails. Per-task failures land in `results`; a failure of the whole exchange
     /// (unreachable, unauthorized) is returned.
     async fn resolve_batched(
         &self,
@@ -344,75 +190,81 @@ impl HttpDriver {
         indexes: Vec<usize>,
         max_batch: usize,
         max_body: Option<usize>,
-        results: &mut [Option<Result<Option<Task>, DriverError>>],
+        results: &mut [Slot],
     ) -> Result<(), DriverError> {
         let what = "POST /tasks";
-        let url = self.endpoint("tasks");
+        let url = self.t.endpoint("tasks");
+        let o = &self.t.origin;
         let mut queue: VecDeque<Vec<usize>> = chunks(batch, indexes, max_batch).into();
         while let Some(chunk) = queue.pop_front() {
-            let states: BTreeMap<&str, Option<&Task>> = chunk
-                .iter()
-                .map(|&i| (batch[i].0.as_str(), batch[i].1.as_ref()))
-                .collect();
-            let body = serde_json::to_vec(&serde_json::json!({ "client_states": states }))
-                .expect("tasks serialise");
+            let request = BatchRequest {
+                client_states: chunk
+                    .iter()
+                    .map(|&i| (batch[i].0.to_string(), batch[i].1.as_ref()))
+                    .collect(),
+            };
+            let body = serde_json::to_vec(&request).expect("tasks serialise");
             if let Some(limit) = max_body.filter(|&l| body.len() > l) {
                 // Split before sending what the server said it would refuse.
                 if chunk.len() > 1 {
-                    let (a, b) = chunk.split_at(chunk.len() / 2);
-                    queue.push_front(b.to_vec());
-                    queue.push_front(a.to_vec());
+                    split(&mut queue, &chunk);
                 } else {
-                    results[chunk[0]] = Some(Err(self.origin.error(
+                    results[chunk[0]] = Some(Err(o.error(
                         ErrorKind::InvalidRequest,
                         format!(
                             "task '{}' takes {} bytes, more than the {limit} the server at {} accepts",
                             batch[chunk[0]].0,
                             body.len(),
-                            self.origin.url
+                            o.url
                         ),
                     )));
                 }
                 continue;
             }
-            let (status, _, answer) = self
-                .send(what, || {
-                    self.client
+            let limit = chunk
+                .len()
+                .saturating_mul(self.max_task_bytes.saturating_add(PER_TASK_BYTES))
+                .saturating_add(ENVELOPE_BYTES);
+            let answer = self
+                .t
+                .send(what, limit, || {
+                    self.t
+                        .client()
                         .post(url.clone())
                         .header(CONTENT_TYPE, "application/json")
                         .body(body.clone())
                 })
                 .await?;
-            match status {
+            match answer.status {
                 StatusCode::OK => {}
-                StatusCode::PAYLOAD_TOO_LARGE if chunk.len() > 1 => {
-                    let (a, b) = chunk.split_at(chunk.len() / 2);
-                    queue.push_front(b.to_vec());
-                    queue.push_front(a.to_vec());
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST if chunk.len() > 1 => {
+                    tracing::debug!(driver = %o.name, status = %answer.status, tasks = chunk.len(), "splitting a refused batch");
+                    split(&mut queue, &chunk);
                     continue;
                 }
                 StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST => {
-                    // The server refused the chunk as a whole and stored none of it.
-                    let e = self.origin.status(what, status, &answer);
-                    for &i in &chunk {
-                        results[i] = Some(Err(self.origin.error(e.kind(), e.message())));
-                    }
+                    let e = o.status(what, answer.status, &answer.body);
+                    let id = &batch[chunk[0]].0;
+                    results[chunk[0]] = Some(Err(
+                        o.error(e.kind(), format!("task '{id}': {}", e.message()))
+                    ));
                     continue;
                 }
-                s => return Err(self.origin.status(what, s, &answer)),
+                _ => return Err(o.unexpected(what, &answer)),
             }
-            let doc: BatchAnswer = serde_json::from_slice(&answer).map_err(|e| {
-                self.origin.protocol(
-                    what,
-                    format_args!("a body without valid `server_states`: {e}"),
-                )
-            })?;
+            let doc: BatchAnswer<Box<RawValue>> =
+                serde_json::from_slice(&answer.body).map_err(|e| {
+                    o.protocol(
+                        what,
+                        format_args!("a body without valid `server_states`: {e}"),
+                    )
+                })?;
             for &i in &chunk {
                 let id = &batch[i].0;
                 results[i] = Some(match doc.server_states.get(id.as_str()) {
-                    Some(state) => self.server_state(what, id, state),
+                    Some(state) => self.server_state(what, id, state.as_deref()),
                     None => Err(match doc.errors.get(id.as_str()) {
-                        Some(e) => self.origin.error(
+                        Some(e) => o.error(
                             if e.retryable {
                                 ErrorKind::Contended
                             } else {
@@ -420,12 +272,12 @@ impl HttpDriver {
                             },
                             format!(
                                 "the server at {} could not resolve task '{id}': {}",
-                                self.origin.url, e.error
+                                o.url, e.error
                             ),
                         ),
-                        None => self
-                            .origin
-                            .protocol(what, format_args!("no state and no error for task '{id}'")),
+                        None => {
+                            o.protocol(what, format_args!("no state and no error for task '{id}'"))
+                        }
                     }),
                 });
             }
@@ -438,7 +290,7 @@ impl HttpDriver {
         &self,
         batch: &[(TaskId, Option<Task>)],
         indexes: Vec<usize>,
-        results: &mut [Option<Result<Option<Task>, DriverError>>],
+        results: &mut [Slot],
     ) -> Result<(), DriverError> {
         let mut answers = futures::stream::iter(indexes)
             .map(|i| async move { (i, self.resolve_one(&batch[i].0, batch[i].1.as_ref()).await) })
@@ -457,59 +309,79 @@ impl HttpDriver {
         state: Option<&Task>,
     ) -> Result<Result<Option<Task>, DriverError>, DriverError> {
         let what = format!("POST /task/{id}");
-        let url = self.endpoint(&format!("task/{id}"));
-        let body = serde_json::to_vec(&serde_json::json!({ "client_state": state }))
-            .expect("tasks serialise");
-        let (status, _, answer) = self
-            .send(&what, || {
-                self.client
+        let url = self.t.endpoint(&format!("task/{id}"));
+        let o = &self.t.origin;
+        let body = serde_json::to_vec(&SingleRequest {
+            client_state: state,
+        })
+        .expect("tasks serialise");
+        let limit = self.max_task_bytes.saturating_add(ENVELOPE_BYTES);
+        let answer = self
+            .t
+            .send(&what, limit, || {
+                self.t
+                    .client()
                     .post(url.clone())
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone())
             })
             .await?;
-        match status {
+        match answer.status {
             StatusCode::OK => {}
             StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
-                return Ok(Err(self.origin.status(&what, status, &answer)))
+                return Ok(Err(o.status(&what, answer.status, &answer.body)))
             }
             StatusCode::CONFLICT => {
-                return Ok(Err(self.origin.error(
+                return Ok(Err(o.error(
                     ErrorKind::InvalidData,
                     format!(
                         "the server at {} could not resolve task '{id}': {}",
-                        self.origin.url,
-                        crate::error::server_message(&answer)
+                        o.url,
+                        crate::error::server_message(&answer.body)
                     ),
                 )))
             }
-            s => return Err(self.origin.status(&what, s, &answer)),
+            _ => return Err(o.unexpected(&what, &answer)),
         }
-        let doc: SingleAnswer = serde_json::from_slice(&answer).map_err(|e| {
-            self.origin.protocol(
-                &what,
-                format_args!("a body without a valid `server_state`: {e}"),
-            )
-        })?;
-        Ok(self.server_state(&what, id, &doc.server_state))
+        let doc: SingleAnswer<Box<RawValue>> =
+            serde_json::from_slice(&answer.body).map_err(|e| {
+                o.protocol(
+                    &what,
+                    format_args!("a body without a valid `server_state`: {e}"),
+                )
+            })?;
+        Ok(self.server_state(&what, id, doc.server_state.as_deref()))
     }
 
-    /// Reads one answered state: `null` or a valid task with the asked id.
+    /// Reads one answered state: `null` or a valid task with the asked id, no larger than the
+    /// task size limit.
     fn server_state(
         &self,
         what: &str,
         id: &TaskId,
-        state: &Value,
+        state: Option<&RawValue>,
     ) -> Result<Option<Task>, DriverError> {
-        if state.is_null() {
+        let Some(state) = state else {
             return Ok(None);
+        };
+        let o = &self.t.origin;
+        let text = state.get();
+        if text.len() > self.max_task_bytes {
+            return Err(o.error(
+                ErrorKind::InvalidData,
+                format!(
+                    "the server at {} answered task '{id}' with {} bytes, more than the task size \
+                     limit of {} bytes",
+                    o.url,
+                    text.len(),
+                    self.max_task_bytes
+                ),
+            ));
         }
-        let task = Task::from_value(state.clone()).map_err(|e| {
-            self.origin
-                .protocol(what, format_args!("an invalid state of task '{id}': {e}"))
-        })?;
+        let task = Task::from_json(text.as_bytes())
+            .map_err(|e| o.protocol(what, format_args!("an invalid state of task '{id}': {e}")))?;
         if task.id() != id {
-            return Err(self.origin.protocol(
+            return Err(o.protocol(
                 what,
                 format_args!("task '{}' where task '{id}' was asked", task.id()),
             ));
@@ -518,52 +390,11 @@ impl HttpDriver {
     }
 }
 
-/// `{"server_states": {...}}`, plus this server's per-task `errors`.
-#[derive(serde::Deserialize)]
-struct BatchAnswer {
-    server_states: Map<String, Value>,
-    #[serde(default)]
-    errors: BTreeMap<String, TaskFailure>,
-}
-
-/// Why the server could not resolve one task of a batch.
-#[derive(serde::Deserialize)]
-struct TaskFailure {
-    error: String,
-    #[serde(default)]
-    retryable: bool,
-}
-
-/// `{"server_state": null | task}`.
-#[derive(serde::Deserialize)]
-struct SingleAnswer {
-    server_state: Value,
-}
-
-/// Batching capabilities repeated in `Hypertask-*` headers of a `/hashes` answer, when they
-/// offer protocol 1.1.
-fn advertised(headers: &reqwest::header::HeaderMap) -> Option<ServerCaps> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let protocol: Vec<String> = text(crate::server::PROTOCOL_HEADER.as_str())?
-        .split(',')
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
-    if !protocol.iter().any(|p| p == "1.1") {
-        return None;
-    }
-    let max_batch = text(crate::server::MAX_BATCH_HEADER.as_str())?
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n >= 1)?;
-    let max_body =
-        text(crate::server::MAX_BODY_HEADER.as_str()).and_then(|v| v.trim().parse().ok());
-    Some(ServerCaps {
-        max_batch: Some(max_batch),
-        max_body,
-        protocol,
-    })
+/// Puts the two halves of `chunk` at the front of `queue`.
+fn split(queue: &mut VecDeque<Vec<usize>>, chunk: &[usize]) {
+    let (a, b) = chunk.split_at(chunk.len() / 2);
+    queue.push_front(b.to_vec());
+    queue.push_front(a.to_vec());
 }
 
 /// Splits `indexes` into chunks of at most `max` entries with distinct ids (a JSON object
@@ -586,24 +417,13 @@ fn chunks(batch: &[(TaskId, Option<Task>)], indexes: Vec<usize>, max: usize) -> 
     out
 }
 
-/// Jittered exponential backoff before retry `attempt` (1-based): about 100 ms, 200 ms, 400 ms…
-/// capped at 5 s.
-async fn backoff(attempt: u32) {
-    use rand::Rng;
-    let base = 100u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(5000);
-    let wait = base / 2 + rand::rng().random_range(0..=base / 2);
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-}
-
 #[async_trait]
 impl Driver for HttpDriver {
     fn info(&self) -> DriverInfo {
         let caps = self.caps.get();
         DriverInfo {
             kind: KIND.into(),
-            name: self.origin.name.clone(),
+            name: self.t.origin.name.clone(),
             capabilities: Capabilities {
                 max_batch: caps.and_then(|c| c.max_batch).unwrap_or(DEFAULT_MAX_BATCH),
                 cheap_root: caps.is_some_and(|c| c.max_batch.is_some()),
@@ -619,13 +439,12 @@ impl Driver for HttpDriver {
 
     async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {
         let batch: Vec<(TaskId, Option<Task>)> = batch.into_iter().collect();
-        let mut results: Vec<Option<Result<Option<Task>, DriverError>>> =
-            (0..batch.len()).map(|_| None).collect();
+        let mut results: Vec<Slot> = (0..batch.len()).map(|_| None).collect();
         let mut to_send = Vec::with_capacity(batch.len());
         for (i, (id, state)) in batch.iter().enumerate() {
             match state {
                 Some(t) if t.id() != id => {
-                    results[i] = Some(Err(self.origin.error(
+                    results[i] = Some(Err(self.t.origin.error(
                         ErrorKind::InvalidRequest,
                         format!("task '{}' was sent under the id '{id}'", t.id()),
                     )))
@@ -643,14 +462,15 @@ impl Driver for HttpDriver {
                 None => self.resolve_singly(&batch, to_send, &mut results).await?,
             }
         }
+        let o = &self.t.origin;
         Ok(batch
             .into_iter()
             .zip(results)
             .map(|((id, _), r)| {
                 let r = r.unwrap_or_else(|| {
-                    Err(self.origin.error(
+                    Err(o.error(
                         ErrorKind::Protocol,
-                        format!("task '{id}': no answer from {}", self.origin.url),
+                        format!("task '{id}': no answer from {}", o.url),
                     ))
                 });
                 (id, r)
@@ -672,7 +492,7 @@ impl Driver for HttpDriver {
             ok: true,
             detail: format!(
                 "sync server at {}, protocol {}, {batching}, {count} tasks",
-                self.origin.url,
+                self.t.origin.url,
                 caps.protocol.join(", ")
             ),
         })
@@ -724,11 +544,11 @@ mod tests {
         .unwrap();
         assert_eq!(d.url(), "https://h.example/sync");
         assert_eq!(
-            d.endpoint("hashes").as_str(),
+            d.t.endpoint("hashes").as_str(),
             "https://h.example/sync/hashes"
         );
         assert_eq!(
-            d.endpoint("task/x1").as_str(),
+            d.t.endpoint("task/x1").as_str(),
             "https://h.example/sync/task/x1"
         );
         assert!(!format!("{d:?}").contains("tok3n"));

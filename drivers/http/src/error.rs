@@ -65,6 +65,28 @@ impl Origin {
         err.with_source(e)
     }
 
+    /// An answer other than the expected one; a redirect names where it pointed.
+    pub(crate) fn unexpected(&self, what: &str, answer: &crate::transport::Answer) -> DriverError {
+        if answer.status.is_redirection() {
+            let to = answer
+                .headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(hypertask_core::redact_url)
+                .unwrap_or_else(|| "nowhere".into());
+            return self.error(
+                ErrorKind::Protocol,
+                format!(
+                    "the server at {} redirected {what} to {to} ({}); redirects to another \
+                     origin are not followed, so task bodies never leave the configured server: \
+                     set `url` to the new address",
+                    self.url, answer.status
+                ),
+            );
+        }
+        self.status(what, answer.status, &answer.body)
+    }
+
     /// An HTTP answer other than the expected one.
     pub(crate) fn status(&self, what: &str, status: StatusCode, body: &[u8]) -> DriverError {
         let said = server_message(body);
@@ -137,10 +159,8 @@ pub(crate) fn is_retryable_transport(e: &reqwest::Error) -> bool {
 
 /// The `error` of a `{"error": "..."}` body, else the start of the body as text.
 pub(crate) fn server_message(body: &[u8]) -> String {
-    if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(body) {
-        if let Some(serde_json::Value::String(e)) = m.get("error") {
-            return e.clone();
-        }
+    if let Ok(e) = serde_json::from_slice::<crate::wire::ErrorBody>(body) {
+        return e.error;
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

@@ -1,24 +1,37 @@
-//! The http driver for hypertask, and the sync server it talks to (DESIGN.md §5).
+//! The http driver for hypertask, and the sync server it talks to (docs/http-protocol.md).
 //!
 //! - [`HttpDriver`] (kind `http`): the client. `[drivers.NAME] type = "http"` with `url`,
-//!   optional `token`, `timeout_secs`, `connect_timeout_secs` and `retries` ([`HttpConfig`]).
-//!   It uses `/capabilities`, ETags and `POST /tasks` batches when the server offers them and
-//!   falls back to v1.0 `POST /task/:id` otherwise.
-//! - [`router`] / [`serve`]: the axum server behind `hypertask serve`, storing through any
-//!   [`hypertask_core::Driver`] (usually a store-backed driver built from the registry).
+//!   optional `token`, `timeout_secs`, `connect_timeout_secs`, `retries` and `max_tasks`
+//!   ([`HttpConfig`]). It uses `/capabilities`, ETags and `POST /tasks` batches when the
+//!   server offers them and falls back to v1.0 `POST /task/:id` otherwise.
+//! - `router` / `serve` (feature `server`): the axum server behind `hypertask serve`, storing
+//!   through any [`hypertask_core::Driver`] (usually a store-backed driver built from the
+//!   registry). A client-only user leaves the feature off and does not compile axum.
+//!
+//! Modules: `wire` (the JSON bodies and headers both sides use), `transport` (the client's
+//! requests, retries and capped reads), `capabilities` and `listing` (reading what a server
+//! says), `driver` (the [`hypertask_core::Driver`]), `server` (behind the feature).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod capabilities;
 mod config;
 mod driver;
 mod error;
+mod listing;
+#[cfg(feature = "server")]
 mod server;
+mod transport;
+mod wire;
 
 use std::sync::Arc;
 
 use hypertask_core::Registry;
 
-pub use config::HttpConfig;
+pub use config::{check_token, HttpConfig, DEFAULT_MAX_TASKS, MAX_RETRIES};
 pub use driver::HttpDriver;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{router, serve, shutdown_signal, ServerOptions};
 
 /// The driver kind, as in `type = "http"`.
@@ -28,7 +41,9 @@ pub const KIND: &str = "http";
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
         let config: HttpConfig = spec.config()?;
-        Ok(Arc::new(HttpDriver::new(&spec.name, config)?))
+        Ok(Arc::new(
+            HttpDriver::new(&spec.name, config)?.with_max_task_bytes(spec.max_task_bytes),
+        ))
     });
 }
 

@@ -318,6 +318,7 @@ async fn too_large_bodies_and_batches_are_refused() {
         token: Some(TOKEN.into()),
         max_batch: 3,
         max_body_bytes: 4096,
+        ..Default::default()
     })
     .await;
     let auth = bearer();

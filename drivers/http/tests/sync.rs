@@ -391,6 +391,7 @@ async fn oversized_batches_are_split_to_fit_the_server() {
         token: Some(common::TOKEN.into()),
         max_batch: 1000,
         max_body_bytes: 4096,
+        ..Default::default()
     })
     .await;
     let driver = srv.driver("server");

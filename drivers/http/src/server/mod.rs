@@ -1,6 +1,7 @@
-//! The sync server behind `hypertask serve` (DESIGN.md §5), storing through any [`Driver`].
+//! The sync server behind `hypertask serve` (docs/http-protocol.md), storing through any
+//! [`Driver`]. Compiled with the `server` feature.
 //!
-//! Wire behaviour beyond the letter of §5, decided here:
+//! Wire behaviour beyond the letter of protocol 1.0, decided here:
 //! - Every endpoint, `/capabilities` included, requires the token when one is configured.
 //!   A configured empty token matches no request.
 //! - `POST /tasks` with more than `max_batch` entries is refused with `413` (like an oversized
@@ -21,88 +22,76 @@
 //!   `Hypertask-Protocol: 1.0, 1.1`, `Hypertask-Max-Batch: N` and `Hypertask-Max-Body-Bytes: M`,
 //!   so a client that reads them needs no extra round trip before its first batch. Clients
 //!   that ignore them lose nothing.
+//! - A task larger than `max_task_bytes` is an invalid task (`400`); a body that does not
+//!   arrive within `body_timeout` gets `408`; a request that takes longer than
+//!   `request_timeout` in all gets `503`.
+//!
+//! Limits ([`ServerOptions`]): at most `max_concurrent_requests` authenticated requests are
+//! handled at once and their bodies together hold at most `max_inflight_body_bytes`; others
+//! wait. Bodies are read as raw JSON per task and each task parsed on its own, so no document
+//! for the whole body is built. Connection limits and timeouts are in [`serve`].
 
-use std::fmt;
-use std::future::Future;
+mod listen;
+mod options;
+
+pub use listen::serve;
+pub use options::ServerOptions;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, ETAG, IF_NONE_MATCH,
-    WWW_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, ETAG,
+    IF_NONE_MATCH, WWW_AUTHENTICATE,
 };
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Listing, Task, TaskId};
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
-/// How the server runs.
-#[derive(Clone)]
-pub struct ServerOptions {
-    /// The token clients must present; `None` serves without authentication.
-    pub token: Option<String>,
-    /// Most tasks accepted in one `POST /tasks`.
-    pub max_batch: usize,
-    /// Largest request body accepted, in bytes; larger bodies get `413`.
-    pub max_body_bytes: usize,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            token: None,
-            max_batch: 1000,
-            max_body_bytes: 16 * 1024 * 1024,
-        }
-    }
-}
-
-impl fmt::Debug for ServerOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerOptions")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("max_batch", &self.max_batch)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .finish()
-    }
-}
+use crate::wire::{
+    BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
+    TaskFailure, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSIONS,
+};
 
 struct AppState {
     store: Arc<dyn Driver>,
     /// SHA-256 of the token: comparing digests keeps the comparison constant-time whatever
     /// the presented token's length.
     token_digest: Option<ContentHash>,
-    max_batch: usize,
-    max_body_bytes: usize,
+    opts: ServerOptions,
+    /// One permit per request being handled.
+    requests: Semaphore,
+    /// The body budget, in KiB ([`ServerOptions::body_permits`]).
+    bodies: Semaphore,
 }
 
 type Shared = State<Arc<AppState>>;
 
-/// The protocol versions, repeated on `/hashes` answers.
-pub(crate) const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("hypertask-protocol");
-/// `max_batch`, repeated on `/hashes` answers.
-pub(crate) const MAX_BATCH_HEADER: HeaderName = HeaderName::from_static("hypertask-max-batch");
-/// `max_body_bytes`, repeated on `/hashes` answers.
-pub(crate) const MAX_BODY_HEADER: HeaderName = HeaderName::from_static("hypertask-max-body-bytes");
-
 /// The server's routes over `store`: `GET /hashes`, `POST /task/:id`, `GET /capabilities`,
-/// `POST /tasks`, with authentication, the body limit and request logging.
-pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
+/// `POST /tasks`, with request logging, authentication, the request and body limits and the
+/// request timeout.
+pub fn router(store: Arc<dyn Driver>, mut opts: ServerOptions) -> Router {
+    opts.max_batch = opts.max_batch.max(1);
     let state = Arc::new(AppState {
         store,
         token_digest: opts
             .token
             .as_deref()
             .map(|t| ContentHash::of_bytes(t.as_bytes())),
-        max_batch: opts.max_batch.max(1),
-        max_body_bytes: opts.max_body_bytes,
+        requests: Semaphore::new(opts.max_concurrent_requests.max(1)),
+        bodies: Semaphore::new(opts.body_budget().max(1)),
+        opts,
     });
     Router::new()
         .route("/hashes", get(hashes))
@@ -111,34 +100,10 @@ pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
         .route("/tasks", post(resolve_batch))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
-}
-
-/// Serves [`router`] on `listener` until `shutdown` completes, then finishes the requests in
-/// flight and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    store: Arc<dyn Driver>,
-    opts: ServerOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    let info = store.info();
-    tracing::info!(
-        %addr,
-        store = %info.name,
-        store_kind = %info.kind,
-        auth = opts.token.is_some(),
-        "hypertask sync server listening"
-    );
-    axum::serve(listener, router(store, opts))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!(%addr, "hypertask sync server stopped");
-    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM: the shutdown signal for [`serve`].
@@ -216,7 +181,49 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Takes a request permit and the body's share of the body budget (waiting while either is
+/// spent), then runs the request within the request timeout.
+async fn limit(State(st): Shared, req: Request, next: Next) -> Response {
+    let Ok(_request) = st.requests.acquire().await else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+            .into_response();
+    };
+    let _body = if req.method() == Method::POST {
+        let length = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match st.bodies.acquire_many(st.opts.body_permits(length)).await {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+                    .into_response()
+            }
+        }
+    } else {
+        None
+    };
+    match tokio::time::timeout(st.opts.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request took longer than {} s; try again",
+                st.opts.request_timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
     }
 }
 
@@ -307,9 +314,18 @@ async fn hashes(State(st): Shared, headers: HeaderMap) -> Response {
     let h = resp.headers_mut();
     h.insert(ETAG, etag);
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(PROTOCOL_HEADER, HeaderValue::from_static("1.0, 1.1"));
-    h.insert(MAX_BATCH_HEADER, HeaderValue::from(st.max_batch));
-    h.insert(MAX_BODY_HEADER, HeaderValue::from(st.max_body_bytes));
+    h.insert(
+        HeaderName::from_static(PROTOCOL_HEADER),
+        HeaderValue::from_static("1.0, 1.1"),
+    );
+    h.insert(
+        HeaderName::from_static(MAX_BATCH_HEADER),
+        HeaderValue::from(st.opts.max_batch),
+    );
+    h.insert(
+        HeaderName::from_static(MAX_BODY_HEADER),
+        HeaderValue::from(st.opts.max_body_bytes),
+    );
     resp
 }
 
@@ -332,45 +348,93 @@ fn matches_etag(headers: &HeaderMap, root: &str) -> bool {
 }
 
 /// `GET /capabilities`.
-async fn capabilities(State(st): Shared) -> Json<Value> {
-    Json(json!({
-        "protocol": ["1.0", "1.1"],
-        "max_batch": st.max_batch,
-        "max_body_bytes": st.max_body_bytes,
-        "etag": true,
-        "auth": ["Bearer", "hypertask"],
-        "server": "hypertask",
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+async fn capabilities(State(st): Shared) -> Json<CapabilitiesDoc> {
+    Json(CapabilitiesDoc {
+        protocol: Some(PROTOCOL_VERSIONS.map(str::to_owned).to_vec()),
+        max_batch: Some(st.opts.max_batch as u64),
+        max_body_bytes: Some(st.opts.max_body_bytes as u64),
+        max_task_bytes: Some(st.opts.max_task_bytes as u64),
+        etag: true,
+        auth: vec!["Bearer".into(), "hypertask".into()],
+        server: Some("hypertask".into()),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+    })
 }
 
-/// The request body as a JSON object, or the `400`/`413` that refuses it.
-fn json_object(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Map<String, Value>, ApiError> {
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {limit} bytes"),
-        ),
-        status => ApiError::new(status, format!("cannot read the request body: {rejection}")),
-    })?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request(
-            "the request body must be a JSON object",
+/// Reads the request body: at most `max_body_bytes` (else `413`), within `body_timeout`
+/// (else `408`).
+async fn read_body(st: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
+    let limit = st.opts.max_body_bytes;
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            if out.len() + chunk.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body larger than {limit} bytes"),
+                ));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(st.opts.body_timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    st.opts.body_timeout.as_secs_f64()
+                ),
+            ))
+        })
+}
+
+/// Parses a request body as `T`: `400` with "malformed JSON" when it is not JSON, else with
+/// what the body should have been.
+fn parse<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<T, ApiError> {
+    let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !object {
+        // Serde would read an array as the struct's fields in order: refuse it first.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => {
+                    ApiError::bad_request(format!("the request body must be a JSON object {shape}"))
+                }
+                Err(e) => ApiError::bad_request(format!("malformed JSON: {e}")),
+            },
+        );
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::bad_request(format!(
+            "the request body must be a JSON object {shape}: {e}"
         )),
-        Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
-    }
+        _ => ApiError::bad_request(format!("malformed JSON: {e}")),
+    })
 }
 
-/// A client state sent for `id`: `null`, or a valid task with that id.
-fn client_state(id: &TaskId, value: Value) -> Result<Option<Task>, String> {
-    if value.is_null() {
+/// A client state sent for `id`: `null`, or a valid task with that id no larger than
+/// `max_task_bytes`.
+fn client_state(
+    id: &TaskId,
+    raw: Option<&RawValue>,
+    max_task_bytes: usize,
+) -> Result<Option<Task>, String> {
+    let Some(raw) = raw else {
         return Ok(None);
+    };
+    let text = raw.get();
+    if text.len() > max_task_bytes {
+        return Err(format!(
+            "invalid task: {} bytes, more than the {max_task_bytes} this server accepts",
+            text.len()
+        ));
     }
-    let task = Task::from_value(value).map_err(|e| format!("invalid task: {e}"))?;
+    let task = Task::from_json(text.as_bytes()).map_err(|e| format!("invalid task: {e}"))?;
     if task.id() != id {
         return Err(format!(
             "id mismatch: the task's id is '{}' but it was sent as '{id}'",
@@ -392,16 +456,16 @@ async fn finish_writes(st: &AppState, wrote: bool) -> Result<(), ApiError> {
 async fn resolve_one(
     State(st): Shared,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+    body: Body,
+) -> Result<Json<SingleAnswer<Task>>, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad_request(format!("invalid task id: {e}")))?;
     let id = TaskId::new(raw.as_str())
         .map_err(|e| ApiError::bad_request(format!("invalid task id in the path: {e}")))?;
-    let mut doc = json_object(body, st.max_body_bytes)?;
-    let state = doc
-        .remove("client_state")
-        .ok_or_else(|| ApiError::bad_request("the body has no `client_state`"))?;
-    let state = client_state(&id, state).map_err(ApiError::bad_request)?;
+    let bytes = read_body(&st, body).await?;
+    let doc: SingleRequest<Box<RawValue>> = parse(&bytes, r#"{"client_state": null | task}"#)?;
+    let state = client_state(&id, doc.client_state.as_deref(), st.opts.max_task_bytes)
+        .map_err(ApiError::bad_request)?;
+    drop(bytes);
     let wrote = state.is_some();
     let mut answers = st
         .store
@@ -416,70 +480,65 @@ async fn resolve_one(
     };
     let task = answer.map_err(|e| ApiError::task(&e))?;
     finish_writes(&st, wrote).await?;
-    Ok(Json(json!({ "server_state": task })))
+    Ok(Json(SingleAnswer { server_state: task }))
 }
 
 /// `POST /tasks` (v1.1): `{"client_states": {id: null | task}}` → `{"server_states": {...}}`.
-async fn resolve_batch(
-    State(st): Shared,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let mut doc = json_object(body, st.max_body_bytes)?;
-    let states = match doc.remove("client_states") {
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`client_states` must be an object of task id → null | task",
-            ))
-        }
-        None => return Err(ApiError::bad_request("the body has no `client_states`")),
-    };
-    if states.len() > st.max_batch {
+async fn resolve_batch(State(st): Shared, body: Body) -> Result<Json<BatchAnswer<Task>>, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let doc: BatchRequest<Box<RawValue>> = parse(
+        &bytes,
+        r#"{"client_states": {"<task id>": null | task, ...}}"#,
+    )?;
+    let states = doc.client_states;
+    if states.len() > st.opts.max_batch {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "a batch of {} tasks is more than max_batch = {}",
                 states.len(),
-                st.max_batch
+                st.opts.max_batch
             ),
         ));
     }
     // Validate everything before resolving anything: a refused request stores nothing.
     let mut batch = Batch::new();
-    for (key, value) in states {
+    for (key, raw) in states {
         let id = TaskId::new(key.as_str())
             .map_err(|e| ApiError::bad_request(format!("client_states: {e}")))?;
-        let state = client_state(&id, value)
+        let state = client_state(&id, raw.as_deref(), st.opts.max_task_bytes)
             .map_err(|e| ApiError::bad_request(format!("client_states[\"{id}\"]: {e}")))?;
         batch.insert(id, state);
     }
+    drop(bytes);
     let wrote = batch.values().any(Option::is_some);
     let answers = st
         .store
         .resolve(batch)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    let mut server_states = Map::new();
-    let mut errors = Map::new();
-    for (id, answer) in answers {
-        match answer {
+    let mut answer = BatchAnswer {
+        server_states: BTreeMap::new(),
+        errors: BTreeMap::new(),
+    };
+    for (id, result) in answers {
+        match result {
             Ok(task) => {
-                server_states.insert(id.to_string(), json!(task));
+                answer.server_states.insert(id.to_string(), task);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "task not resolved");
-                errors.insert(
+                answer.errors.insert(
                     id.to_string(),
-                    json!({ "error": e.to_string(), "retryable": e.is_retryable() }),
+                    TaskFailure {
+                        error: e.to_string(),
+                        retryable: e.is_retryable(),
+                    },
                 );
             }
         }
     }
     finish_writes(&st, wrote).await?;
-    let mut answer = json!({ "server_states": server_states });
-    if !errors.is_empty() {
-        answer["errors"] = Value::Object(errors);
-    }
     Ok(Json(answer))
 }
 
@@ -518,20 +577,5 @@ mod tests {
         assert!(!matches_etag(&h, &root));
         h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(matches_etag(&h, &root));
-    }
-
-    #[test]
-    fn options_debug_redacts_the_token() {
-        let o = ServerOptions {
-            token: Some("very-secret".into()),
-            ..Default::default()
-        };
-        let shown = format!("{o:?}");
-        assert!(
-            !shown.contains("very-secret") && shown.contains("<redacted>"),
-            "{shown}"
-        );
-        assert_eq!(o.max_batch, 1000);
-        assert_eq!(o.max_body_bytes, 16 * 1024 * 1024);
     }
 }

@@ -1,0 +1,181 @@
+//! How the server runs: its token and every limit, with their defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+use hypertask_core::DEFAULT_MAX_TASK_BYTES;
+
+/// How the server runs. Every limit has a default that suits one user's server on a small
+/// machine; `hypertask serve` reads them from `[server]`.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// The token clients must present; `None` serves without authentication. Surrounding
+    /// whitespace is refused by [`ServerOptions::validate`].
+    pub token: Option<String>,
+    /// Most tasks accepted in one `POST /tasks` (default 1000).
+    pub max_batch: usize,
+    /// Largest request body accepted, in bytes; larger bodies get `413` (default 16 MiB).
+    pub max_body_bytes: usize,
+    /// Largest task accepted, in bytes of JSON; a larger one is refused with `400` like any
+    /// invalid task (default 1 MiB).
+    pub max_task_bytes: usize,
+    /// Most connections open at once; beyond it new connections wait to be accepted
+    /// (default 512, below the common limit of 1024 open files).
+    pub max_connections: usize,
+    /// Most requests handled at once; more wait their turn (default 64).
+    pub max_concurrent_requests: usize,
+    /// Most request-body bytes held at once by all requests together: a request takes its
+    /// length (or `max_body_bytes` when it does not say) from this budget before its body is
+    /// read, and waits while the budget is spent (default 32 MiB). This bounds the memory
+    /// concurrent large bodies can take.
+    pub max_inflight_body_bytes: usize,
+    /// How long a connection may take to send a complete request head, counted from when the
+    /// server starts waiting for it (default 10 s).
+    pub header_timeout: Duration,
+    /// How long a connection may stay open with no request in flight and no byte moving
+    /// (default 5 s): idle keep-alive and half-open connections are closed after it.
+    pub idle_timeout: Duration,
+    /// How long a request's body may take to arrive; slower bodies get `408` (default 30 s).
+    pub body_timeout: Duration,
+    /// How long one request may take in all, store included; slower ones get `503`
+    /// (default 120 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            token: None,
+            max_batch: 1000,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+            max_connections: 512,
+            max_concurrent_requests: 64,
+            max_inflight_body_bytes: 32 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Refuses options the server cannot run with: a token with surrounding whitespace, a
+    /// zero limit or timeout.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.token {
+            crate::config::check_token(t)?;
+        }
+        for (name, v) in [
+            ("max_batch", self.max_batch),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_task_bytes", self.max_task_bytes),
+            ("max_connections", self.max_connections),
+            ("max_concurrent_requests", self.max_concurrent_requests),
+            ("max_inflight_body_bytes", self.max_inflight_body_bytes),
+        ] {
+            if v == 0 {
+                return Err(format!("`{name}` must be at least 1"));
+            }
+        }
+        for (name, d) in [
+            ("header_timeout_secs", self.header_timeout),
+            ("idle_timeout_secs", self.idle_timeout),
+            ("body_timeout_secs", self.body_timeout),
+            ("request_timeout_secs", self.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("`{name}` must be a positive number of seconds"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The body budget a request takes: its announced length, else the largest body, never
+    /// more than the whole budget.
+    pub(crate) fn body_permits(&self, content_length: Option<u64>) -> u32 {
+        let want = content_length
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(self.max_body_bytes)
+            .min(self.max_body_bytes)
+            .min(self.max_inflight_body_bytes);
+        // Semaphores count in u32; budgets are counted in KiB to fit.
+        u32::try_from(want.div_ceil(1024)).unwrap_or(u32::MAX)
+    }
+
+    /// The whole body budget, in the units of [`ServerOptions::body_permits`].
+    pub(crate) fn body_budget(&self) -> usize {
+        self.max_inflight_body_bytes.div_ceil(1024)
+    }
+}
+
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_batch", &self.max_batch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_task_bytes", &self.max_task_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_inflight_body_bytes", &self.max_inflight_body_bytes)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_key() {
+        assert!(ServerOptions::default().validate().is_ok());
+        let o = ServerOptions {
+            token: Some("tok ".into()),
+            ..Default::default()
+        };
+        assert!(o.validate().unwrap_err().contains("whitespace"));
+        let o = ServerOptions {
+            max_connections: 0,
+            ..Default::default()
+        };
+        assert!(o.validate().unwrap_err().contains("max_connections"));
+        let o = ServerOptions {
+            idle_timeout: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(o.validate().unwrap_err().contains("idle_timeout_secs"));
+    }
+
+    #[test]
+    fn body_permits_stay_within_the_budget() {
+        let o = ServerOptions::default();
+        assert_eq!(o.body_permits(Some(10)), 1);
+        assert_eq!(o.body_permits(None), 16 * 1024);
+        assert_eq!(o.body_permits(Some(u64::MAX)), 16 * 1024);
+        let small = ServerOptions {
+            max_inflight_body_bytes: 4096,
+            ..Default::default()
+        };
+        assert_eq!(small.body_permits(None), 4);
+        assert_eq!(small.body_budget(), 4);
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let o = ServerOptions {
+            token: Some("very-secret".into()),
+            ..Default::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("very-secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+}
