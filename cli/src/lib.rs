@@ -1,5 +1,5 @@
-//! The `hypertask` command line (DESIGN.md §7–§8) as a library, so a third-party binary can
-//! register its own driver kinds next to the built-in ones:
+//! The `hypertask` command line as a library, so a third-party binary can register its own
+//! driver kinds next to the built-in ones:
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {

@@ -1,4 +1,4 @@
-//! The driver contract (DESIGN.md §4): what the sync engine asks of any upstream.
+//! The driver contract (docs/architecture.md): what the sync engine asks of any upstream.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -1,4 +1,4 @@
-//! External programs, protocol 1 (DESIGN.md §4 "External programs"): a `type = "KIND"` with no
+//! External programs, protocol 1 (docs/external-protocol.md): a `type = "KIND"` with no
 //! registered factory runs `hypertask-driver-KIND` from `PATH`, which answers JSON lines on
 //! stdin/stdout.
 //!

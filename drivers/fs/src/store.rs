@@ -1,4 +1,4 @@
-//! The fs [`Store`]: a shared directory of `<id>.json` task files (DESIGN.md §4, "fs").
+//! The fs [`Store`]: a shared directory of `<id>.json` task files (docs/storage.md, "fs").
 //!
 //! Reads never write: a listing with a cloud-sync conflicted copy reports the merge of the
 //! task and its copies, so a dry run stays a dry run. The first write of such a task (or the
