@@ -215,6 +215,9 @@ impl Engine {
                 }
             }
         }
+        for (driver, rep) in self.drivers.iter().zip(&mut report.drivers) {
+            rep.created = driver.take_created();
+        }
         report.local_skipped = cx.local_skipped.into_iter().collect();
         Ok(report)
     }
