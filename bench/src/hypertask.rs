@@ -1,26 +1,19 @@
 //! Whole-process runs of the real `hypertask` binary: each replica gets its own data dir and
-//! config file, each upstream is fresh, and the four scenarios of the issue are timed.
+//! config file, each upstream is fresh (the scenarios that time them: `scenarios.rs`).
 
 use std::fmt;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hypertask_core::files::{Durability, TaskDir};
-use hypertask_core::{Task, TaskId};
-
-use crate::floors::{git, sync_all, timed};
-use crate::gen;
-use crate::stats::Outcome;
-use crate::Recorder;
 
 /// How long one hypertask command may take before it is killed and reported failed.
-const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+pub(crate) const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The token the benchmark's sync servers require.
-const TOKEN: &str = "bench-token-0123456789";
+pub(crate) const TOKEN: &str = "bench-token-0123456789";
 
 /// The upstream kinds the benchmark knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,15 +78,15 @@ pub struct Hypertask {
 }
 
 /// A TOML basic string for `s` (JSON escapes are valid TOML escapes).
-fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-fn toml_path(p: &Path) -> String {
+pub(crate) fn toml_path(p: &Path) -> String {
     toml_str(&p.to_string_lossy())
 }
 
-fn first_line(s: &str) -> String {
+pub(crate) fn first_line(s: &str) -> String {
     let s = s.trim();
     let line = s
         .lines()
@@ -105,7 +98,7 @@ fn first_line(s: &str) -> String {
 }
 
 impl Hypertask {
-    fn command(
+    pub(crate) fn command(
         &self,
         bin: &Path,
         config: &Path,
@@ -230,7 +223,7 @@ impl Replica {
     }
 }
 
-fn count_json(dir: &Path) -> usize {
+pub(crate) fn count_json(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -246,7 +239,7 @@ fn count_json(dir: &Path) -> usize {
 
 /// A `hypertask serve` child, killed on drop.
 pub struct Server {
-    child: Child,
+    pub(crate) child: Child,
 }
 
 impl Drop for Server {
@@ -281,7 +274,7 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    fn driver_toml(&self, replica_root: &Path) -> String {
+    pub(crate) fn driver_toml(&self, replica_root: &Path) -> String {
         match self {
             Upstream::Fs(dir) => format!("type = \"fs\"\npath = {}\n", toml_path(dir)),
             Upstream::Git(bare) => format!(
@@ -308,301 +301,12 @@ impl Upstream {
     }
 }
 
-/// Everything a driver's rows need.
-pub struct Bench<'a> {
-    /// The binary.
-    pub ht: &'a Hypertask,
-    /// A scratch directory for this N.
-    pub root: PathBuf,
-    /// The task set.
-    pub tasks: &'a [Task],
-    /// Its ids.
-    pub ids: Vec<TaskId>,
-    /// Runs per row.
-    pub runs: usize,
-    /// The MongoDB test server, when there is one, and the database to use.
-    pub mongodb: Option<(String, String)>,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Bench<'_> {
-    fn n(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// A fresh, empty upstream of `kind`.
-    fn upstream(&self, kind: Kind, tag: &str) -> std::result::Result<Upstream, RunError> {
-        let fail = |e: anyhow::Error| RunError::Fail(format!("{e:#}"));
-        let dir = self.root.join(format!("{kind}-upstream-{tag}"));
-        match kind {
-            Kind::Fs => {
-                std::fs::create_dir_all(&dir).map_err(|e| fail(e.into()))?;
-                Ok(Upstream::Fs(dir))
-            }
-            Kind::Git => {
-                timed(
-                    git(&self.root)
-                        .args(["init", "-q", "--bare", "-b", "main"])
-                        .arg(&dir),
-                )
-                .map_err(fail)?;
-                Ok(Upstream::Git(dir))
-            }
-            Kind::Http => self.server(&dir).map_err(fail)?,
-            Kind::Mongodb => match &self.mongodb {
-                Some((uri, database)) => Ok(Upstream::Mongodb {
-                    uri: uri.clone(),
-                    database: database.clone(),
-                    collection: format!("ht_{}_{tag}", self.n()),
-                }),
-                None => Err(RunError::Skip(
-                    "no MongoDB test server (set HYPERTASK_BENCH_MONGODB_URI or start one)".into(),
-                )),
-            },
-        }
-    }
-
-    /// Starts `hypertask serve` storing in `dir/store`; skips when it cannot serve.
-    fn server(&self, dir: &Path) -> Result<std::result::Result<Upstream, RunError>> {
-        let bin = match &self.ht.bin {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(RunError::Skip(e.clone()))),
-        };
-        let store = dir.join("store");
-        let data = dir.join("data");
-        std::fs::create_dir_all(&store)?;
-        std::fs::create_dir_all(&data)?;
-        let port = free_port()?;
-        let listen = format!("127.0.0.1:{port}");
-        let config = dir.join("server.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {}\n\n[server]\nlisten = {}\ntoken = {}\nstore = {{ type = \"fs\", path = {} }}\n",
-                toml_path(&data),
-                toml_str(&listen),
-                toml_str(TOKEN),
-                toml_path(&store)
-            ),
-        )?;
-        let log = dir.join("server.log");
-        let mut child = std::process::Command::new(bin)
-            .arg("serve")
-            .env("HYPERTASK_CONFIG", &config)
-            .env("HYPERTASK_DATA_DIR", &data)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("server.out"))?)
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {} serve", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let err = std::fs::read_to_string(&log).unwrap_or_default();
-                let _ = status;
-                return Ok(Err(RunError::Skip(format!(
-                    "http not built (`hypertask serve`: {})",
-                    first_line(&err).trim_start_matches("error: ")
-                ))));
-            }
-            if TcpStream::connect(&listen).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(Err(RunError::Fail(format!(
-                    "`hypertask serve` did not listen on {listen} within 20 s"
-                ))));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Ok(Upstream::Http {
-            url: format!("http://{listen}"),
-            _server: Server { child },
-        }))
-    }
-
-    fn sync(
-        &self,
-        rep: &Replica,
-        env: &[(&str, &str)],
-        label: &str,
-    ) -> std::result::Result<f64, RunError> {
-        self.ht.run(rep, &["sync"], env, label)
-    }
-
-    /// The initial push of N tasks from a replica to a fresh upstream, `runs` times; keeps the
-    /// last upstream. `env` sets e.g. `HYPERTASK_DURABILITY`.
-    fn initial(
-        &self,
-        rec: &mut Recorder,
-        kind: Kind,
-        key: &str,
-        env: &[(&str, &str)],
-    ) -> Result<Option<Upstream>> {
-        let n = self.n();
-        let mut samples = Vec::new();
-        let mut keep = None;
-        for run in 0..self.runs {
-            let tag = format!("{}-{run}", key.replace('/', "-"));
-            let up = match self.upstream(kind, &tag) {
-                Ok(u) => u,
-                Err(e) => return record_err(rec, key, n, e),
-            };
-            let a = Replica::new(self.root.join(format!("{tag}-a")), &up)?;
-            gen::write(&a.tasks(), self.tasks)?;
-            sync_all();
-            match self.sync(&a, env, &format!("{tag}-{n}")) {
-                Ok(t) => samples.push(t),
-                Err(e) => return record_err(rec, key, n, e),
-            }
-            if let Upstream::Fs(dir) = &up {
-                let have = count_json(dir);
-                if have != n {
-                    rec.record(
-                        key,
-                        n,
-                        Outcome::Failed(format!("pushed {have} of {n} tasks")),
-                    );
-                    return Ok(None);
-                }
-            }
-            keep = Some(up);
-        }
-        rec.record(key, n, Outcome::Samples(samples));
-        Ok(keep)
-    }
-
-    /// Every row of one driver for this N.
-    pub fn driver_rows(&self, rec: &mut Recorder, kind: Kind) -> Result<()> {
-        let n = self.n();
-        let key = |s: &str| format!("ht/{kind}/{s}");
-        let rows = ["initial", "pull", "noop", "incr"];
-        let Some(up) = self.initial(rec, kind, &key("initial"), &[])? else {
-            let why = match rec.outcome(&key("initial"), n) {
-                Some(Outcome::Skipped(s)) => Outcome::Skipped(s.clone()),
-                _ => Outcome::Skipped("the initial push failed".into()),
-            };
-            for r in &rows[1..] {
-                rec.record(&key(r), n, why.clone());
-            }
-            return Ok(());
-        };
-
-        // A new replica pulls everything.
-        let mut samples = Vec::new();
-        let mut last = None;
-        for run in 0..self.runs {
-            let b = Replica::new(self.root.join(format!("{kind}-b-{run}")), &up)?;
-            sync_all();
-            match self.sync(&b, &[], &format!("{kind}-pull-{run}-{n}")) {
-                Ok(t) => samples.push(t),
-                Err(e) => {
-                    record_err(rec, &key("pull"), n, e)?;
-                    for r in &rows[2..] {
-                        rec.record(&key(r), n, Outcome::Skipped("the pull failed".into()));
-                    }
-                    return Ok(());
-                }
-            }
-            let have = b.count();
-            if have != n {
-                rec.record(
-                    &key("pull"),
-                    n,
-                    Outcome::Failed(format!("pulled {have} of {n} tasks")),
-                );
-                return Ok(());
-            }
-            last = Some(b);
-        }
-        rec.record(&key("pull"), n, Outcome::Samples(samples));
-        let b = last.expect("at least one run");
-
-        // A no-op sync.
-        let mut samples = Vec::new();
-        for run in 0..self.runs {
-            match self.sync(&b, &[], &format!("{kind}-noop-{run}-{n}")) {
-                Ok(t) => samples.push(t),
-                Err(e) => {
-                    record_err(rec, &key("noop"), n, e)?;
-                    samples.clear();
-                    break;
-                }
-            }
-        }
-        if !samples.is_empty() {
-            rec.record(&key("noop"), n, Outcome::Samples(samples));
-        }
-
-        // 1% changed locally, then a sync.
-        let mut samples = Vec::new();
-        for run in 0..self.runs {
-            gen::edit_one_percent(&b.tasks(), &self.ids, run)?;
-            sync_all();
-            match self.sync(&b, &[], &format!("{kind}-incr-{run}-{n}")) {
-                Ok(t) => samples.push(t),
-                Err(e) => {
-                    record_err(rec, &key("incr"), n, e)?;
-                    return Ok(());
-                }
-            }
-        }
-        rec.record(&key("incr"), n, Outcome::Samples(samples));
-        drop(up);
-        Ok(())
-    }
-
-    /// The fs initial push with each cache durability (the issue's durability bullet).
-    pub fn durability_rows(&self, rec: &mut Recorder) -> Result<()> {
-        for (mode, key) in [
-            ("per-file", "ht/fs/initial-per-file"),
-            ("none", "ht/fs/initial-none"),
-        ] {
-            self.initial(rec, Kind::Fs, key, &[("HYPERTASK_DURABILITY", mode)])?;
-        }
-        Ok(())
-    }
-
-    /// Process start and exit: `hypertask --version`.
-    pub fn startup(&self, rec: &mut Recorder) -> Result<()> {
-        let up = Upstream::Fs(self.root.join("startup-upstream"));
-        let rep = Replica::new(self.root.join("startup"), &up)?;
-        let mut samples = Vec::new();
-        for run in 0..self.runs {
-            match self
-                .ht
-                .run(&rep, &["--version"], &[], &format!("startup-{run}"))
-            {
-                Ok(t) => samples.push(t),
-                Err(e) => return record_err(rec, "ht/startup", self.n(), e).map(|_| ()),
-            }
-        }
-        rec.record("ht/startup", self.n(), Outcome::Samples(samples));
-        Ok(())
-    }
-}
-
-fn record_err(rec: &mut Recorder, key: &str, n: usize, e: RunError) -> Result<Option<Upstream>> {
-    let outcome = match e {
-        RunError::Skip(why) => Outcome::Skipped(why),
-        RunError::Fail(why) => Outcome::Failed(why),
-    };
-    rec.record(key, n, outcome);
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn driver_tables_follow_the_design_config() {
+    fn driver_tables_follow_the_config_reference() {
         let fs = Upstream::Fs(PathBuf::from("/tmp/a \"b\""));
         let t = fs.driver_toml(Path::new("/r"));
         assert_eq!(t, "type = \"fs\"\npath = \"/tmp/a \\\"b\\\"\"\n");

@@ -6,6 +6,7 @@ mod floors;
 mod gen;
 mod hypertask;
 mod report;
+mod scenarios;
 mod stats;
 
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
 
-use crate::hypertask::{Bench, Hypertask, Kind};
+use crate::hypertask::{Hypertask, Kind};
+use crate::scenarios::Bench;
 use crate::stats::{fmt_n, fmt_secs, summarize, Outcome};
 
 /// Benchmarks `hypertask sync` per driver against the floor of the same work.

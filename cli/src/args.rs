@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §8), parsed with clap.
+//! The command line, parsed with clap.
 //!
 //! Task words (`+tag`, `-tag`, `key:value`, filters) are taken as they come; options typed
 //! among them are lifted back out by [`Cli::lift_options`]. Everything after a lone `--` is
@@ -279,7 +279,7 @@ pub enum Command {
         /// The driver's name, as in `[drivers.NAME]`.
         name: String,
     },
-    /// Run the HTTP sync server (DESIGN.md §5) with the `[server]` settings.
+    /// Run the HTTP sync server (docs/http-protocol.md) with the `[server]` settings.
     Serve {
         /// Address to listen on (default: `[server] listen`, else 127.0.0.1:7878).
         #[arg(long, value_name = "ADDR")]

@@ -10,7 +10,6 @@ use hypertask_core::{Access, Driver, DriverSpec, Listing, Registry, Store};
 
 use crate::output::out;
 use crate::settings::Settings;
-use crate::Usage;
 
 /// The configured upstream under test: every client is a new driver instance built from the
 /// same spec, as another machine would build it.
@@ -50,13 +49,7 @@ impl Harness for Single {
 /// Runs the suite; `Ok(false)` when a case failed (already reported).
 pub(crate) fn run(settings: &Settings, registry: &Registry, name: &str) -> Result<bool> {
     let Some(entry) = settings.drivers.iter().find(|d| d.name == name) else {
-        let known: Vec<&str> = settings.drivers.iter().map(|d| d.name.as_str()).collect();
-        let known = if known.is_empty() {
-            "none are configured".to_owned()
-        } else {
-            format!("configured: {}", known.join(", "))
-        };
-        return Err(Usage(format!("there is no driver named '{name}' ({known})")).into());
+        return Err(crate::remote::unknown_driver(settings, name).into());
     };
     let spec = crate::remote::spec_of(settings, &entry.name, &entry.kind, &entry.options)?;
     let runtime = crate::remote::runtime()?;

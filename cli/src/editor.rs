@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 
 use anyhow::{bail, Context as _, Result};
-use hypertask_core::manage::attrs::AttrChange;
+use hypertask_core::manage::attrs::{AttrChange, BUILTIN_ATTRIBUTES};
 use hypertask_core::manage::{Status, DEP_PREFIX};
 use hypertask_core::{Change, Task};
 use serde_json::Value;
@@ -15,17 +15,14 @@ use crate::render::local_time;
 use crate::session::Session;
 use crate::Usage;
 
-/// The attributes shown, in order, before the user-defined ones.
-const SHOWN: &[&str] = &[
-    "description",
-    "project",
-    "priority",
-    "due",
-    "wait",
-    "scheduled",
-    "until",
-    "recur",
-];
+/// The attributes shown, in order, before the user-defined ones: the built-in ones, with
+/// dependencies on a line of their own after the tags.
+fn shown() -> impl Iterator<Item = &'static str> {
+    BUILTIN_ATTRIBUTES
+        .iter()
+        .copied()
+        .filter(|a| *a != "depends")
+}
 
 /// The readable form of `task`.
 fn render(s: &Session, task: &Task) -> String {
@@ -41,7 +38,7 @@ fn render(s: &Session, task: &Task) -> String {
         Some(other) => other.to_string(),
         None => String::new(),
     };
-    for k in SHOWN {
+    for k in shown() {
         text.push_str(&format!("{k}: {}\n", value(k)));
     }
     for k in s.settings.schema.udas().keys() {
@@ -107,9 +104,9 @@ fn changes(s: &Session, tasks: &[Task], task: &Task, edited: &str) -> Result<Vec
             notes.push(value.to_owned());
             continue;
         }
-        let known = SHOWN.contains(&key)
+        let known = BUILTIN_ATTRIBUTES.contains(&key)
             || s.settings.schema.udas().contains_key(key)
-            || matches!(key, "tags" | "depends");
+            || key == "tags";
         if !known {
             return Err(s.settings.schema.unknown(key).into());
         }

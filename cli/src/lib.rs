@@ -1,5 +1,5 @@
-//! The `hypertask` command line (DESIGN.md §7–§8) as a library, so a third-party binary can
-//! register its own driver kinds next to the built-in ones:
+//! The `hypertask` command line as a library, so a third-party binary can register its own
+//! driver kinds next to the built-in ones:
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
@@ -112,10 +112,24 @@ pub fn run(registry: Registry) -> ExitCode {
             ExitCode::from(2)
         }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "hypertask: {e:#}");
+            let _ = writeln!(std::io::stderr(), "hypertask: {}", sentence(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as one line, each said once: a cause whose text is already in the
+/// line (an error whose message includes its own source) is not repeated.
+fn sentence(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Log lines go to stderr at `default` level; `HYPERTASK_LOG=debug` shows more. Colour only
@@ -267,4 +281,21 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = || std::io::Error::from_raw_os_error(20);
+        let e = anyhow::Error::from(hypertask_core::CacheError::Io {
+            path: "/tmp/x/tasks".into(),
+            source: io(),
+        });
+        assert_eq!(sentence(&e), format!("/tmp/x/tasks: {}", io()));
+        let e = anyhow::Error::from(io()).context("cannot read /tmp/y");
+        assert_eq!(sentence(&e), format!("cannot read /tmp/y: {}", io()));
+    }
 }

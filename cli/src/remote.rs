@@ -34,13 +34,7 @@ type Built = (Vec<Checked>, Vec<Broken>);
 pub(crate) fn build(settings: &Settings, registry: &Registry, only: &[String]) -> Result<Built> {
     for name in only {
         if !settings.drivers.iter().any(|d| &d.name == name) {
-            let known: Vec<&str> = settings.drivers.iter().map(|d| d.name.as_str()).collect();
-            let known = if known.is_empty() {
-                "none are configured".to_owned()
-            } else {
-                format!("configured: {}", known.join(", "))
-            };
-            return Err(Usage(format!("there is no driver named '{name}' ({known})")).into());
+            return Err(unknown_driver(settings, name).into());
         }
     }
     let mut built = Vec::new();
@@ -61,6 +55,17 @@ pub(crate) fn build(settings: &Settings, registry: &Registry, only: &[String]) -
         }
     }
     Ok((built, broken))
+}
+
+/// The usage error for `--driver NAME` or `driver-test NAME` naming no configured driver.
+pub(crate) fn unknown_driver(settings: &Settings, name: &str) -> Usage {
+    let known: Vec<&str> = settings.drivers.iter().map(|d| d.name.as_str()).collect();
+    let known = if known.is_empty() {
+        "none are configured".to_owned()
+    } else {
+        format!("configured: {}", known.join(", "))
+    };
+    Usage(format!("there is no driver named '{name}' ({known})"))
 }
 
 /// The spec of one driver table: core takes its own keys (`timeout`, `max_task_bytes`) out.
@@ -113,6 +118,7 @@ pub(crate) fn sync(settings: &Settings, registry: &Registry, args: SyncArgs) -> 
     let runtime = runtime()?;
     let _entered = runtime.enter();
     let (drivers, broken) = build(settings, registry, &args.drivers)?;
+    let new_cache = !settings.data_dir.exists();
     let replica = Replica::open(&settings.data_dir)?;
     let options = SyncOptions {
         dry_run: args.dry_run,
@@ -128,6 +134,12 @@ pub(crate) fn sync(settings: &Settings, registry: &Registry, args: SyncArgs) -> 
 
     let mut ok = broken.is_empty() && report.is_ok();
     let mut summary = String::new();
+    if new_cache {
+        summary.push_str(&format!(
+            "local cache: created {}\n",
+            settings.data_dir.display()
+        ));
+    }
     for b in &broken {
         eprintln!("hypertask: {}", b.error);
         summary.push_str(&format!("{} ({}): not started\n", b.name, b.kind));
@@ -158,8 +170,18 @@ pub(crate) fn sync(settings: &Settings, registry: &Registry, args: SyncArgs) -> 
     Ok(ok)
 }
 
-/// `dropbox (fs): pulled 2, pushed 1, merged 0`.
+/// `dropbox (fs): pulled 2, pushed 1, merged 0`; what the driver created comes last.
 fn summary_line(d: &DriverReport, dry_run: bool) -> String {
+    let created = match d.created.as_slice() {
+        [] => String::new(),
+        [one] => format!("; created {one}"),
+        [init @ .., last] => format!("; created {} and {last}", init.join(", ")),
+    };
+    format!("{}{created}", outcome(d, dry_run))
+}
+
+/// What a sync did with one driver, without what it created.
+fn outcome(d: &DriverReport, dry_run: bool) -> String {
     let head = format!("{} ({})", d.name, d.kind);
     if d.error.is_some() {
         return format!("{head}: failed");
@@ -187,7 +209,9 @@ fn summary_line(d: &DriverReport, dry_run: bool) -> String {
         counts.push(format!("{} skipped as invalid", d.skipped.len()));
     }
     // "Up to date" only when nothing failed: a failed task is not in sync.
-    let counts = if counts.is_empty() {
+    let counts = if counts.is_empty() && !d.created.is_empty() {
+        "nothing to sync yet".to_owned()
+    } else if counts.is_empty() {
         "up to date".to_owned()
     } else {
         counts.join(", ")
@@ -361,6 +385,26 @@ mod tests {
         assert_eq!(
             summary_line(&d, true),
             "server (http): would have pushed 2, 3 failed"
+        );
+    }
+
+    #[test]
+    fn a_summary_names_what_the_driver_created() {
+        let mut d = DriverReport {
+            name: "repo".into(),
+            kind: "git".into(),
+            created: vec!["the clone /a".into(), "the bare remote /b".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            summary_line(&d, false),
+            "repo (git): nothing to sync yet; created the clone /a and the bare remote /b"
+        );
+        d.pushed = 1;
+        d.created.truncate(1);
+        assert_eq!(
+            summary_line(&d, false),
+            "repo (git): pushed 1; created the clone /a"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! Configuration (DESIGN.md §7): a TOML file loaded with the `config` crate, environment
+//! Configuration (docs/configuration.md): a TOML file loaded with the `config` crate, environment
 //! overrides, and a working default when there is no file at all.
 //!
 //! - The file is `--config PATH`, else `$HYPERTASK_CONFIG`, else `<platform config dir>/

@@ -75,6 +75,11 @@ pub trait BlockingStore: Send + Sync + Debug + 'static {
     /// # Behavior
     /// As [`Store::check`].
     fn check(&self) -> Result<Health, DriverError>;
+
+    /// As [`Store::take_created`].
+    fn take_created(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The [`Store`] of a [`BlockingStore`]: every call runs in [`tokio::task::spawn_blocking`].
@@ -147,5 +152,9 @@ impl<S: BlockingStore> Store for Blocking<S> {
 
     async fn check(&self) -> Result<Health, DriverError> {
         self.run(|s| s.check()).await
+    }
+
+    fn take_created(&self) -> Vec<String> {
+        self.inner.take_created()
     }
 }

@@ -53,6 +53,14 @@ pub enum CacheError {
     /// A task that failed validation.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// The data directory, or a directory it would be created in, is a file.
+    #[error("the data directory {} cannot be used: {} is a file, not a directory", data_dir.display(), file.display())]
+    NotADirectory {
+        /// The data directory asked for.
+        data_dir: PathBuf,
+        /// The file in its place or above it.
+        file: PathBuf,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
@@ -60,6 +68,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// The nearest existing path at or above `dir` when it is not a directory: what stops `dir`
+/// from being created.
+fn file_in_the_way(dir: &Path) -> Option<PathBuf> {
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    (!existing.is_dir()).then(|| existing.to_owned())
 }
 
 /// Which side of a sync held a value that lost a merge.
@@ -115,7 +130,12 @@ impl Replica {
             Some(data_dir.join("index.json")),
             Durability::from_env(),
         );
-        tasks.create().map_err(io_err(tasks.dir()))?;
+        if let Err(e) = tasks.create() {
+            return Err(match file_in_the_way(&data_dir) {
+                Some(file) => CacheError::NotADirectory { data_dir, file },
+                None => io_err(tasks.dir())(e),
+            });
+        }
         Ok(Replica { data_dir, tasks })
     }
 
@@ -392,6 +412,24 @@ mod tests {
         let r = Replica::open(tmp.path().join("data")).unwrap();
         let lock = r.lock(Duration::from_secs(5)).unwrap();
         (tmp, r, lock)
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_named_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("notes");
+        fs::write(&file, b"x").unwrap();
+        for data_dir in [file.clone(), file.join("sub")] {
+            let e = Replica::open(&data_dir).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the data directory {} cannot be used: {} is a file, not a directory",
+                    data_dir.display(),
+                    file.display()
+                )
+            );
+        }
     }
 
     #[test]

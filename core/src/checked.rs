@@ -252,4 +252,8 @@ impl Driver for Checked {
     async fn check(&self) -> Result<Health, DriverError> {
         self.guard("the health check", self.inner.check()).await
     }
+
+    fn take_created(&self) -> Vec<String> {
+        self.inner.take_created()
+    }
 }

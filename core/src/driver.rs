@@ -1,4 +1,4 @@
-//! The driver contract (DESIGN.md §4): what the sync engine asks of any upstream.
+//! The driver contract (docs/architecture.md): what the sync engine asks of any upstream.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -160,4 +160,11 @@ pub trait Driver: Send + Sync + Debug {
 
     /// Whether the upstream is reachable and writable, and what it is.
     async fn check(&self) -> Result<Health, DriverError>;
+
+    /// What this instance created on its way since the last call (a directory, a repository,
+    /// a remote), each in a few words naming it, so a front end can say so once. Nothing by
+    /// default.
+    fn take_created(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -1,4 +1,4 @@
-//! Content hashes and root hashes (DESIGN.md §2).
+//! Content hashes and root hashes (docs/task-format.md).
 
 use std::collections::BTreeMap;
 use std::fmt;

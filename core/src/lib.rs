@@ -1,5 +1,5 @@
 //! hypertask core: the task document, its canonical hash and merge rule, the driver contract,
-//! the local cache and the sync engine. See DESIGN.md.
+//! the local cache and the sync engine. The repository's `docs/` describes each piece.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,4 +1,4 @@
-//! The merge rule (DESIGN.md §3): one pure function, a join-semilattice over task states.
+//! The merge rule (docs/merge.md): one pure function, a join-semilattice over task states.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;

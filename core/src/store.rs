@@ -230,6 +230,11 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Whether the store is reachable and writable.
     async fn check(&self) -> Result<Health, DriverError>;
+
+    /// As [`Driver::take_created`].
+    fn take_created(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The [`Driver`] of any [`Store`]: merges with the core rule, writes with compare-and-swap and
@@ -412,6 +417,10 @@ impl<S: Store> Driver for StoreDriver<S> {
     async fn check(&self) -> Result<Health, DriverError> {
         self.store.check().await
     }
+
+    fn take_created(&self) -> Vec<String> {
+        self.store.take_created()
+    }
 }
 
 #[async_trait]
@@ -439,5 +448,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn check(&self) -> Result<Health, DriverError> {
         (**self).check().await
+    }
+    fn take_created(&self) -> Vec<String> {
+        (**self).take_created()
     }
 }

@@ -64,7 +64,7 @@ fn task() -> impl Strategy<Value = Task> {
             for (k, (v, clock)) in fields {
                 let v = match k.as_str() {
                     "due" | "deleted" => json!(clock),
-                    // Typed fields (DESIGN §2): a project is a string.
+                    // Typed fields (docs/task-format.md): a project is a string.
                     "description" | "project" => json!(v.as_str().unwrap_or("d")),
                     _ => v,
                 };

@@ -1,5 +1,5 @@
 //! Arbitrary requests to the sync server: it never panics, answers only the statuses of
-//! DESIGN.md §5, and never stores anything that is not a valid task.
+//! docs/http-protocol.md, and never stores anything that is not a valid task.
 //!
 //! Input layout: first byte picks the method, bytes up to the first NUL are the path, the next
 //! run up to a NUL is the Authorization header, the rest is the body.

@@ -113,6 +113,52 @@ impl Machine {
         serde_json::from_str(&out).expect("list --json is a JSON array")
     }
 
+    /// `hypertask add WORDS…`: the new task's id.
+    pub fn add(&self, words: &[&str]) -> String {
+        let mut args = vec!["add"];
+        args.extend_from_slice(words);
+        self.ok(&args).trim().to_owned()
+    }
+
+    /// The stored document of task `id`.
+    pub fn task(&self, id: &str) -> serde_json::Value {
+        self.tasks()
+            .into_iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("no task {id}"))
+    }
+
+    /// The ids `list ARGS… --json` prints, in order.
+    pub fn listed(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["list"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let v: Vec<serde_json::Value> = serde_json::from_str(&self.ok(&all)).expect("JSON");
+        v.iter()
+            .map(|t| t["id"].as_str().expect("an id").to_owned())
+            .collect()
+    }
+
+    /// Runs `hypertask ARGS…` with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run hypertask");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("hypertask output")
+    }
+
     /// The raw bytes of every task file in the local cache, by file name.
     pub fn cache_files(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
         let dir = self.data_dir().join("tasks");

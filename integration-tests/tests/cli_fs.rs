@@ -456,6 +456,12 @@ fn the_example_config_works_as_is() {
     );
     let shared = m.dir.path().join("target/hypertask-example/shared");
     assert!(shared.join(format!("{id}.json")).exists());
+    // The first sync says what it created.
+    let said = format!(
+        "example (fs): pushed 1; created the directory {}",
+        shared.display()
+    );
+    assert!(stdout(&out).contains(&said), "{}", stdout(&out));
     // The git entry committed the task to its local bare remote.
     let remote = m.dir.path().join("target/hypertask-example/remote.git");
     let listed = std::process::Command::new("git")

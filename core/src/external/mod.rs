@@ -1,4 +1,4 @@
-//! External programs, protocol 1 (DESIGN.md §4 "External programs"): a `type = "KIND"` with no
+//! External programs, protocol 1 (docs/external-protocol.md): a `type = "KIND"` with no
 //! registered factory runs `hypertask-driver-KIND` from `PATH`, which answers JSON lines on
 //! stdin/stdout.
 //!
@@ -20,6 +20,7 @@
 //! `docs/writing-a-driver.md` in the repository describes the protocol with an example session.
 
 mod host;
+mod program;
 mod serve;
 pub mod wire;
 
@@ -27,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
-pub(crate) use host::CHECKED_GRACE;
 pub use host::{ExternalDriver, ExternalStore};
+pub(crate) use program::CHECKED_GRACE;
 pub use serve::{serve, serve_stdio, Served};
 pub use wire::{Level, PROTOCOL};
 

@@ -1,7 +1,7 @@
 //! Task-manager semantics on top of the task document, shared by every front end (the CLI
 //! today, the web client later): status, attributes and their syntax, dates people type,
 //! urgency, recurrence, filters, the working set, the undo journal and Taskwarrior import and
-//! export. Everything here reads and writes plain task fields (DESIGN.md §2), so it merges per
+//! export. Everything here reads and writes plain task fields (docs/task-format.md), so it merges per
 //! field and every driver carries it.
 
 pub mod attrs;

@@ -1,4 +1,4 @@
-//! The sync engine (DESIGN.md §6): reconciles the local cache with any number of drivers.
+//! The sync engine (docs/architecture.md): reconciles the local cache with any number of drivers.
 //!
 //! One pass with one driver is three steps: [`plan`] reads both sides of every differing task
 //! and merges them (pure with respect to the upstream), [`guard`] refuses a mass deletion, and
@@ -214,6 +214,9 @@ impl Engine {
                         .await?;
                 }
             }
+        }
+        for (driver, rep) in self.drivers.iter().zip(&mut report.drivers) {
+            rep.created = driver.take_created();
         }
         report.local_skipped = cx.local_skipped.into_iter().collect();
         Ok(report)

@@ -27,6 +27,8 @@ pub struct DriverReport {
     pub error: Option<String>,
     /// Whether a retry later may help with `error`.
     pub retryable: bool,
+    /// What the driver created during this sync (a directory, a repository, a remote).
+    pub created: Vec<String>,
 }
 
 impl DriverReport {

@@ -14,7 +14,7 @@ pub const TAG_CLOCK_PREFIX: &str = "tags.";
 pub(crate) const UNCLOCKED: &[&str] =
     &["id", "created_at", "updated_at", "field_updated_at", "tags"];
 
-/// One key of `field_updated_at` (DESIGN §3): a field, or one tag (`tags.<name>`).
+/// One key of `field_updated_at` (docs/task-format.md): a field, or one tag (`tags.<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ClockKey<'a> {
     /// A top-level field other than the bookkeeping ones.

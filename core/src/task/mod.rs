@@ -1,4 +1,4 @@
-//! The task document (DESIGN.md §2): validation, normalisation, canonical JSON, content hash and
+//! The task document (docs/task-format.md): validation, normalisation, canonical JSON, content hash and
 //! local edits.
 
 mod clock;
@@ -46,7 +46,7 @@ pub enum Change {
 
 /// A valid, normalised task document. Unknown fields are kept as they came.
 ///
-/// Every `Task` value is normalised (DESIGN.md §3), so equal tasks have equal bytes and hashes.
+/// Every `Task` value is normalised (docs/task-format.md), so equal tasks have equal bytes and hashes.
 #[derive(Clone, PartialEq)]
 pub struct Task {
     id: TaskId,

@@ -1,4 +1,4 @@
-//! Validation and normalisation (DESIGN §2–§3): every `Task` value went through here.
+//! Validation and normalisation (docs/task-format.md): every `Task` value went through here.
 
 use std::collections::BTreeSet;
 

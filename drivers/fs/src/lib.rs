@@ -1,4 +1,4 @@
-//! The fs driver for hypertask: a plain directory of `<id>.json` task files (DESIGN.md §4),
+//! The fs driver for hypertask: a plain directory of `<id>.json` task files (docs/storage.md),
 //! so two machines sharing a Dropbox, Syncthing or network folder stay in sync.
 //!
 //! - Writes are atomic (temporary file, then rename) and durable per batch, and

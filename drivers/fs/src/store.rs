@@ -1,4 +1,4 @@
-//! The fs [`Store`]: a shared directory of `<id>.json` task files (DESIGN.md §4, "fs").
+//! The fs [`Store`]: a shared directory of `<id>.json` task files (docs/storage.md, "fs").
 //!
 //! Reads never write: a listing with a cloud-sync conflicted copy reports the merge of the
 //! task and its copies, so a dry run stays a dry run. The first write of such a task (or the
@@ -41,6 +41,8 @@ struct Inner {
     name: String,
     tasks: TaskDir,
     create: bool,
+    /// The directory, once this instance created it (told once, by `take_created`).
+    created: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FsStore {
@@ -66,6 +68,7 @@ impl FsStore {
                 name: name.to_owned(),
                 tasks: TaskDir::new(dir, Some(index), Durability::from_env()),
                 create: config.create,
+                created: Arc::default(),
             }),
         })
     }
@@ -122,6 +125,10 @@ impl Inner {
                     self.tasks
                         .create()
                         .map_err(|e| error::io(&self.name, dir, e))?;
+                    self.created
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("the directory {}", dir.display()));
                     Ok(true)
                 } else {
                     Ok(false)
@@ -415,6 +422,10 @@ impl Store for FsStore {
 
     async fn check(&self) -> Result<Health, DriverError> {
         self.blocking(Inner::check).await
+    }
+
+    fn take_created(&self) -> Vec<String> {
+        std::mem::take(&mut *self.inner.created.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

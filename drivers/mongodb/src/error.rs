@@ -51,18 +51,17 @@ pub(crate) fn convert(driver: &str, what: &str, e: Error) -> DriverError {
     DriverError::new(driver, kind, format!("{what}: {}{hint}", summary(&e))).with_source(e)
 }
 
-/// The error's message without the driver's long topology dump.
+/// The error's message in plain words: without the driver's debug fields (`labels`, `source`)
+/// and without its long topology dump.
 fn summary(e: &Error) -> String {
-    match e.kind.as_ref() {
-        MongoKind::ServerSelection { .. } => {
-            let text = e.to_string();
-            // "Server selection timeout: No available servers. Topology: { … }"
-            match text.find(". Topology:") {
-                Some(i) => text[..i].to_owned(),
-                None => text,
-            }
-        }
-        _ => e.to_string(),
+    let text = match e.kind.as_ref() {
+        MongoKind::InvalidArgument { message, .. } => return message.clone(),
+        kind => kind.to_string(),
+    };
+    // "Server selection timeout: No available servers. Topology: { … }"
+    match text.find(". Topology:") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
     }
 }
 
@@ -81,6 +80,18 @@ mod tests {
         assert!(
             d.to_string().starts_with("driver 'db': connecting: "),
             "{d}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_uri_without_a_scheme_is_one_plain_sentence() {
+        let e = mongodb::options::ClientOptions::parse("mongodb//localhost")
+            .await
+            .unwrap_err();
+        let d = convert("db", "`uri` mongodb//localhost cannot be used", e);
+        assert_eq!(
+            d.to_string(),
+            "driver 'db': `uri` mongodb//localhost cannot be used: connection string contains no scheme"
         );
     }
 

@@ -91,7 +91,7 @@ impl MongoStore {
     async fn client(&self) -> Result<&Client, DriverError> {
         self.client
             .get_or_try_init(|| async {
-                let what = format!("invalid uri {}", self.config.redacted_uri());
+                let what = format!("`uri` {} cannot be used", self.config.redacted_uri());
                 let mut options = ClientOptions::parse(&self.config.uri)
                     .await
                     .map_err(|e| convert(&self.name, &what, e))?;
