@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
 use crate::driver::{
-    Access, Answers, Batch, Driver, DriverInfo, Health, Inventory, Listing, Problem,
+    Access, Answers, Batch, Driver, DriverInfo, Health, Inventory, Listing, Problem, Watch,
 };
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_hash, ContentHash};
@@ -230,6 +230,16 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Whether the store is reachable and writable.
     async fn check(&self) -> Result<Health, DriverError>;
+
+    /// Waits until what is stored may have changed (see [`Driver::wait_for_change`]).
+    ///
+    /// # Behavior
+    /// - The default answers [`Watch::Unsupported`] at once: the caller polls.
+    /// - The first call answers [`Watch::Changed`] once the watch is in place; later calls
+    ///   answer after a change since the previous answer (coalesced, never lost).
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        Ok(Watch::Unsupported)
+    }
 }
 
 /// The [`Driver`] of any [`Store`]: merges with the core rule, writes with compare-and-swap and
@@ -412,6 +422,10 @@ impl<S: Store> Driver for StoreDriver<S> {
     async fn check(&self) -> Result<Health, DriverError> {
         self.store.check().await
     }
+
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        self.store.wait_for_change().await
+    }
 }
 
 #[async_trait]
@@ -439,5 +453,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn check(&self) -> Result<Health, DriverError> {
         (**self).check().await
+    }
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        (**self).wait_for_change().await
     }
 }
