@@ -257,6 +257,11 @@ impl Daemon {
             .map(|&i| self.upstreams[i].driver.clone())
             .collect();
         let engine = Engine::new(self.replica.clone(), drivers, self.options.sync.clone());
+        let names: Vec<String> = ready
+            .iter()
+            .map(|&i| self.upstreams[i].driver.info().name)
+            .collect();
+        tracing::debug!("syncing with {}", names.join(", "));
         let started = Instant::now();
         for &i in ready {
             slots[i].due = false;
