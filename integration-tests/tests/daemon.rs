@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use hypertask_integration_tests::{free_port, toml_path, Machine, Server};
+use hypertask_integration_tests::{free_port, scaled, toml_path, Machine, Server};
 use serde_json::Value;
 
 const TOKEN: &str = "daemon-test-token";
@@ -216,8 +216,16 @@ fn two_daemons_keep_two_machines_in_sync_through_a_directory_and_a_server() {
     );
     let restarted = now();
     let server = serve(&host, port);
+    // The http driver syncs again (the fs one had no reason to: it is not polled that often).
     eventually("recovery after the server's restart", &[&a, &b], || {
-        synced_since(&a, &restarted) && synced_since(&b, &restarted)
+        [&a, &b].iter().all(|m| {
+            let s = status(m);
+            s["drivers"][0]["last_error"].is_null()
+                && s["drivers"][1]["last_error"].is_null()
+                && s["drivers"][1]["last_success"]
+                    .as_str()
+                    .is_some_and(|t| t > restarted.as_str())
+        })
     });
     let back = status(&a);
     for d in back["drivers"].as_array().unwrap() {
@@ -249,4 +257,104 @@ fn two_daemons_keep_two_machines_in_sync_through_a_directory_and_a_server() {
     assert_eq!(daemon_a.terminate().code(), Some(0));
     assert_eq!(daemon_b.terminate().code(), Some(0));
     assert_eq!(status(&a)["daemon"]["running"], false);
+}
+
+/// Waits until task `id` is in `m`'s cache with `description`; returns how long that took.
+fn arrival(m: &Machine, id: &str, description: &str, logs: &[&Machine]) -> Duration {
+    let started = Instant::now();
+    // Read the file every 2 ms: the figure's resolution.
+    while started.elapsed() < DEADLINE {
+        if cached(m, id).is_some_and(|t| t["description"] == description) {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eventually("an edit's arrival", logs, || false);
+    unreachable!("eventually fails")
+}
+
+/// (median, max) in milliseconds.
+fn spread(mut ms: Vec<Duration>) -> (u128, u128) {
+    ms.sort();
+    (ms[ms.len() / 2].as_millis(), ms[ms.len() - 1].as_millis())
+}
+
+/// The daemon's CPU time (user + system) in clock ticks, and its resident memory in KiB.
+#[cfg(target_os = "linux")]
+fn usage(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (ticks, rss)
+}
+
+/// Edits on A arriving in B's cache, through an fs directory (watched) and through
+/// `hypertask serve` (polled every second: no long poll yet), and the daemon's idle cost. The
+/// figures are printed for BENCHMARKS.md (`HYPERTASK_LONG=1` runs 20 edits per path); the test
+/// only asserts that every edit arrives.
+#[test]
+fn propagation_latency_through_a_directory_and_a_server() {
+    let edits = scaled(3, 20);
+    let store = tempfile::tempdir().unwrap();
+    let host = Machine::new();
+    host.write_config(&format!(
+        "[server]\ntoken = \"{TOKEN}\"\nstore = {{ type = \"fs\", path = {} }}\n",
+        toml_path(store.path())
+    ));
+    let server = serve(&host, free_port());
+    let shared = tempfile::tempdir().unwrap();
+    let fs_table = format!(
+        "[drivers.box]\ntype = \"fs\"\npath = {}\n",
+        toml_path(shared.path())
+    );
+    let http_table = format!(
+        "[drivers.web]\ntype = \"http\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\npoll_interval = 1\n",
+        server.url
+    );
+    for (path, table) in [("fs", &fs_table), ("http", &http_table)] {
+        let (a, b) = (Machine::new(), Machine::new());
+        a.write_config(table);
+        b.write_config(table);
+        let start = now();
+        let _da = Daemon::start(&a);
+        let db = Daemon::start(&b);
+        eventually("first syncs", &[&a, &b], || {
+            [&a, &b].iter().all(|m| {
+                status(m)["drivers"][0]["last_success"]
+                    .as_str()
+                    .is_some_and(|t| t > start.as_str())
+            })
+        });
+        let id = a.ok(&["add", "revision-0"]).trim().to_owned();
+        arrival(&b, &id, "revision-0", &[&a, &b]);
+        let mut took = Vec::new();
+        for n in 1..=edits {
+            let description = format!("revision-{n}");
+            a.ok(&["modify", &id, &description]);
+            took.push(arrival(&b, &id, &description, &[&a, &b]));
+        }
+        let (median, max) = spread(took);
+        println!("DAEMON {path}: an edit on A in B's cache: median {median} ms, max {max} ms over {edits} edits");
+        #[cfg(target_os = "linux")]
+        {
+            let pid = db.child.id();
+            let (before, _) = usage(pid);
+            let idle = Duration::from_secs(scaled(3, 30) as u64);
+            std::thread::sleep(idle);
+            let (after, rss) = usage(pid);
+            // Clock ticks are 1/100 s on Linux.
+            let cpu = (after - before) as f64 / 100.0 / idle.as_secs_f64() * 100.0;
+            println!(
+                "DAEMON {path}: idle over {idle:?}: {cpu:.2} % of one core, {rss} KiB resident"
+            );
+        }
+    }
 }

@@ -63,7 +63,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             sync: SyncOptions::default(),
-            settle: Duration::from_millis(250),
+            settle: Duration::from_millis(100),
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),
         }
@@ -417,3 +417,6 @@ impl Termination {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
