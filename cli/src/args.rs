@@ -285,6 +285,17 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Keep the local cache in sync continuously (foreground; a service manager runs it): sync
+    /// at start, then within about a second of any local change, when a watched upstream
+    /// changes, and every driver's `poll_interval`. SIGTERM or Ctrl-C stops it.
+    Daemon,
+    /// Whether a daemon is running, and each driver's last sync, last error and pending
+    /// local changes.
+    Status {
+        /// `--json`.
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Print a shell completion script: `hypertask completions bash > ~/.local/share/bash-completion/completions/hypertask`.
     Completions {
         /// The shell.

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod args;
+mod daemon;
 mod driver_test;
 mod edit;
 mod editor;
@@ -97,12 +98,14 @@ pub fn run(registry: Registry) -> ExitCode {
         eprintln!("hypertask: {e}; see hypertask --help");
         return ExitCode::from(2);
     }
-    // The server logs its requests; other commands only warnings.
-    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    });
+    // The server logs its requests and the daemon its syncs; other commands only warnings.
+    init_tracing(
+        if matches!(cli.command, Command::Serve { .. } | Command::Daemon) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     match dispatch(cli, &registry) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -278,6 +281,8 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         Command::Serve { .. } => {
             anyhow::bail!("this hypertask was built without the http feature, so it cannot serve")
         }
+        Command::Daemon => return daemon::daemon(&settings, registry),
+        Command::Status { json } => return daemon::status(&settings, json.json),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
     Ok(true)

@@ -88,7 +88,7 @@ pub(crate) fn spec_of(
 }
 
 /// Where the settings came from, for "nothing configured" messages.
-fn origin(settings: &Settings) -> String {
+pub(crate) fn origin(settings: &Settings) -> String {
     match &settings.file {
         Some(f) => format!("in {}", f.display()),
         None => "(no config file)".to_owned(),

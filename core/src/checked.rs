@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 
-use crate::driver::{Access, Answers, Batch, Driver, DriverInfo, Health, Listing};
+use crate::driver::{Access, Answers, Batch, Driver, DriverInfo, Health, Listing, Watch};
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{ContentHash, Hashes};
 use crate::task::{Task, TaskId, DEFAULT_MAX_TASK_BYTES};
@@ -255,5 +255,19 @@ impl Driver for Checked {
 
     fn take_created(&self) -> Vec<String> {
         self.inner.take_created()
+    }
+
+    /// Not bounded by the timeout (waiting is its job); a panic is an error.
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        match AssertUnwindSafe(self.inner.wait_for_change())
+            .catch_unwind()
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(self.err(
+                ErrorKind::Internal,
+                "the driver panicked while watching for changes; it is polled instead".into(),
+            )),
+        }
     }
 }

@@ -88,6 +88,15 @@ pub enum Listing {
     Changed(Inventory),
 }
 
+/// The answer to [`Driver::wait_for_change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// The driver cannot tell when its upstream changes: the caller polls instead.
+    Unsupported,
+    /// The upstream may have changed: the caller syncs.
+    Changed,
+}
+
 /// What a sync may do with an upstream, declared by [`Driver::begin`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,5 +175,20 @@ pub trait Driver: Send + Sync + Debug {
     /// default.
     fn take_created(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Waits until the upstream may have changed, for drivers that can be told (a watched
+    /// directory) rather than polled.
+    ///
+    /// # Behavior
+    /// - The default answers [`Watch::Unsupported`] at once: the caller polls this driver.
+    /// - The first call starts watching and answers [`Watch::Changed`] as soon as the watch is
+    ///   in place (what changed before it is unknown). Each later call answers when something
+    ///   changed since the previous call returned; changes in between are never lost, and
+    ///   several coalesce into one answer. Spurious answers are allowed.
+    /// - Dropping the future cancels the wait, never the watch.
+    /// - An error (the watch cannot be set up) leaves polling to the caller, who may try again.
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        Ok(Watch::Unsupported)
     }
 }

@@ -10,6 +10,7 @@ mod checked;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+pub mod daemon;
 mod driver;
 mod error;
 pub mod external;
@@ -24,6 +25,7 @@ mod spec;
 mod store;
 mod sync;
 mod task;
+mod watch;
 
 pub use backoff::Backoff;
 pub use blocking::{Blocking, BlockingStore};
@@ -33,6 +35,7 @@ pub use cache::{
 pub use checked::{Checked, DEFAULT_TIMEOUT};
 pub use driver::{
     Access, Answers, Batch, Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem,
+    Watch,
 };
 pub use error::{DriverError, ErrorKind};
 pub use hash::{root_hash, ContentHash, Hashes};
@@ -40,19 +43,21 @@ pub use memory::MemoryStore;
 pub use merge::{lost_values, merge, merge_tasks, LostValue};
 pub use redact::redact_url;
 pub use registry::{Factory, Registry};
-pub use spec::{expand_path, DriverSpec, CORE_KEYS};
+pub use spec::{expand_path, DriverSpec, CORE_KEYS, DEFAULT_POLL_INTERVAL};
 pub use store::{
     decide, Decision, Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored,
     Version, Write,
 };
 pub use sync::{
-    DriverReport, Engine, NoProgress, Progress, SyncOptions, SyncReport, DEFAULT_BATCH,
+    DriverReport, DriverStatus, Engine, NoProgress, Progress, SyncOptions, SyncReport,
+    DEFAULT_BATCH,
 };
 pub use task::{
     canonical_json, canonical_timestamp, format_timestamp, parse_timestamp, Change, ClockKey, Task,
     TaskError, TaskId, DEFAULT_MAX_TASK_BYTES, EPOCH, MAX_CLOCK_SKEW, MAX_TASK_DEPTH,
     TAG_CLOCK_PREFIX,
 };
+pub use watch::DirWatch;
 
 /// Re-exported for drivers' `#[async_trait]` impls.
 pub use async_trait::async_trait;

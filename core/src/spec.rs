@@ -11,7 +11,10 @@ use crate::error::{DriverError, ErrorKind};
 use crate::task::DEFAULT_MAX_TASK_BYTES;
 
 /// Keys of a driver table that core reads itself; the driver's own config never sees them.
-pub const CORE_KEYS: &[&str] = &["type", "timeout", "max_task_bytes"];
+pub const CORE_KEYS: &[&str] = &["type", "timeout", "max_task_bytes", "poll_interval"];
+
+/// How often a daemon checks an upstream that cannot tell it about changes, by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One `[drivers.NAME]` table.
 #[derive(Debug, Clone)]
@@ -31,6 +34,9 @@ pub struct DriverSpec {
     pub timeout: Duration,
     /// The largest task accepted, in bytes of JSON (`max_task_bytes`).
     pub max_task_bytes: usize,
+    /// How often `hypertask daemon` syncs with this upstream when nothing told it of a change
+    /// (`poll_interval`, seconds).
+    pub poll_interval: Duration,
 }
 
 impl DriverSpec {
@@ -49,11 +55,12 @@ impl DriverSpec {
             config_dir: None,
             timeout: DEFAULT_TIMEOUT,
             max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 
-    /// Reads a whole driver table: `type`, `timeout` and `max_task_bytes` are core's, the
-    /// rest is the driver's config.
+    /// Reads a whole driver table: `type`, `timeout`, `max_task_bytes` and `poll_interval` are
+    /// core's, the rest is the driver's config.
     pub fn from_table(
         name: impl Into<String>,
         table: Value,
@@ -86,6 +93,14 @@ impl DriverSpec {
                 ))
             })?;
             spec.timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(v) = table.remove("poll_interval") {
+            let secs = number(&v).filter(|s| *s >= 1.0 && *s <= 86_400.0).ok_or_else(|| {
+                err(format!(
+                    "[drivers.{name}] poll_interval must be a number of seconds between 1 and 86400, not {v}"
+                ))
+            })?;
+            spec.poll_interval = Duration::from_secs_f64(secs);
         }
         if let Some(v) = table.remove("max_task_bytes") {
             spec.max_task_bytes = number(&v)
@@ -168,7 +183,7 @@ mod tests {
     fn core_keys_are_taken_out_of_the_drivers_options() {
         let spec = DriverSpec::from_table(
             "box",
-            json!({"type": "fs", "path": "tasks", "timeout": 5, "max_task_bytes": 4096}),
+            json!({"type": "fs", "path": "tasks", "timeout": 5, "max_task_bytes": 4096, "poll_interval": 30}),
             "/data",
             Some("/etc/ht".into()),
         )
@@ -177,6 +192,7 @@ mod tests {
         assert_eq!(spec.options, json!({"path": "tasks"}));
         assert_eq!(spec.timeout, Duration::from_secs(5));
         assert_eq!(spec.max_task_bytes, 4096);
+        assert_eq!(spec.poll_interval, Duration::from_secs(30));
         assert_eq!(spec.path("tasks"), PathBuf::from("/etc/ht/tasks"));
         assert_eq!(spec.path("/abs"), PathBuf::from("/abs"));
     }
@@ -188,6 +204,7 @@ mod tests {
             json!({"type": "fs", "timeout": -1}),
             json!({"type": "fs", "timeout": "soon"}),
             json!({"type": "fs", "max_task_bytes": 10}),
+            json!({"type": "fs", "poll_interval": 0}),
         ] {
             let e = DriverSpec::from_table("box", table, "/d", None).unwrap_err();
             assert!(e.to_string().contains("[drivers.box]"), "{e}");

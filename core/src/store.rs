@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
 use crate::driver::{
-    Access, Answers, Batch, Driver, DriverInfo, Health, Inventory, Listing, Problem,
+    Access, Answers, Batch, Driver, DriverInfo, Health, Inventory, Listing, Problem, Watch,
 };
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_hash, ContentHash};
@@ -235,6 +235,16 @@ pub trait Store: Send + Sync + Debug + 'static {
     fn take_created(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Waits until what is stored may have changed (see [`Driver::wait_for_change`]).
+    ///
+    /// # Behavior
+    /// - The default answers [`Watch::Unsupported`] at once: the caller polls.
+    /// - The first call answers [`Watch::Changed`] once the watch is in place; later calls
+    ///   answer after a change since the previous answer (coalesced, never lost).
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        Ok(Watch::Unsupported)
+    }
 }
 
 /// The [`Driver`] of any [`Store`]: merges with the core rule, writes with compare-and-swap and
@@ -421,6 +431,10 @@ impl<S: Store> Driver for StoreDriver<S> {
     fn take_created(&self) -> Vec<String> {
         self.store.take_created()
     }
+
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        self.store.wait_for_change().await
+    }
 }
 
 #[async_trait]
@@ -451,5 +465,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn take_created(&self) -> Vec<String> {
         (**self).take_created()
+    }
+
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        (**self).wait_for_change().await
     }
 }

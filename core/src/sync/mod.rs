@@ -8,6 +8,7 @@ mod apply;
 mod guard;
 mod plan;
 mod report;
+mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::hash::{root_hash, ContentHash, Hashes};
 use crate::task::{format_timestamp, TaskId};
 
 pub use report::{DriverReport, NoProgress, Progress, SyncReport};
+pub use status::DriverStatus;
 
 /// How a sync behaves.
 #[derive(Debug, Clone)]
@@ -200,6 +202,12 @@ impl Engine {
             }
         }
 
+        for (rep, agreed) in report.drivers.iter_mut().zip(agreed) {
+            if rep.error.is_none() {
+                rep.agreed_root = agreed;
+            }
+        }
+
         if cx.sync_lock.is_some() {
             for ((driver, rep), began) in self.drivers.iter().zip(&mut report.drivers).zip(&began) {
                 if !began {
@@ -214,6 +222,7 @@ impl Engine {
                         .await?;
                 }
             }
+            self.record_status(&report, &cx.started).await;
         }
         for (driver, rep) in self.drivers.iter().zip(&mut report.drivers) {
             rep.created = driver.take_created();
@@ -342,6 +351,28 @@ impl Engine {
 }
 
 impl Engine {
+    /// Records each driver's outcome for `hypertask status`. A failure to record is logged,
+    /// never a failure of the sync.
+    async fn record_status(&self, report: &SyncReport, started: &str) {
+        let ended = format_timestamp(Utc::now()).unwrap_or_default();
+        let (data_dir, started) = (self.replica.data_dir().to_owned(), started.to_owned());
+        let outcomes: Vec<(String, Option<String>)> = report
+            .drivers
+            .iter()
+            .map(|rep| (rep.name.clone(), DriverStatus::error_of(rep)))
+            .collect();
+        blocking(move || {
+            for (name, error) in outcomes {
+                let mut status = DriverStatus::load(&data_dir, &name);
+                status.record(error, &started, &ended);
+                if let Err(e) = status.save(&data_dir, &name) {
+                    tracing::warn!(driver = %name, "cannot record the sync status: {e}");
+                }
+            }
+        })
+        .await;
+    }
+
     /// Runs `f` off the reactor under the cache's write lock, held only for `f`.
     async fn locked<T: Send + 'static>(
         &self,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::checked::Checked;
 use crate::driver::Driver;
 use crate::error::DriverError;
+use crate::hash::ContentHash;
 
 /// What happened with one driver.
 #[derive(Debug, Default, Serialize)]
@@ -29,6 +30,11 @@ pub struct DriverReport {
     pub retryable: bool,
     /// What the driver created during this sync (a directory, a repository, a remote).
     pub created: Vec<String>,
+    /// The local cache's root hash this driver's upstream agreed with at the end of the sync
+    /// (`None` when it failed or did not reach agreement), so a caller can tell later local
+    /// changes from the sync's own writes.
+    #[serde(skip)]
+    pub agreed_root: Option<ContentHash>,
 }
 
 impl DriverReport {

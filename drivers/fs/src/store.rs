@@ -7,14 +7,14 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypertask_core::files::{create_exclusive, lock_file, Durability, TaskDir};
 use hypertask_core::{
-    async_trait, decide, expand_path, merge_tasks, Capabilities, ContentHash, Decision,
+    async_trait, decide, expand_path, merge_tasks, Capabilities, ContentHash, Decision, DirWatch,
     DriverError, DriverInfo, Entry, ErrorKind, Gets, Health, Inventory, Problem, PutOutcome, Puts,
-    Store, StoreInventory, Stored, Task, TaskId, Version, Write,
+    Store, StoreInventory, Stored, Task, TaskId, Version, Watch, Write,
 };
 
 use crate::config::FsConfig;
@@ -34,6 +34,8 @@ type Copies = BTreeMap<TaskId, Vec<(PathBuf, Task)>>;
 #[derive(Debug, Clone)]
 pub struct FsStore {
     inner: Arc<Inner>,
+    /// The directory watch, started by the first [`Store::wait_for_change`].
+    watch: Arc<Mutex<Option<Arc<DirWatch>>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,7 @@ impl FsStore {
                 create: config.create,
                 created: Arc::default(),
             }),
+            watch: Arc::default(),
         })
     }
 
@@ -426,6 +429,23 @@ impl Store for FsStore {
 
     fn take_created(&self) -> Vec<String> {
         std::mem::take(&mut *self.inner.created.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Watches the directory's task files (changes by anyone: this machine's other
+    /// processes, a cloud-sync client, a network share's local writes).
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        let current = self.watch.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(watch) = current {
+            watch.changed().await;
+            return Ok(Watch::Changed);
+        }
+        let watch = self
+            .blocking(|inner| {
+                DirWatch::new(inner.dir()).map_err(|e| error::io(&inner.name, inner.dir(), e))
+            })
+            .await?;
+        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(watch));
+        Ok(Watch::Changed)
     }
 }
 

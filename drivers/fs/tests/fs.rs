@@ -264,3 +264,31 @@ async fn the_registry_builds_it_and_rejects_unknown_keys() {
     let e = registry.build(&spec(json!({}))).unwrap_err();
     assert!(e.to_string().contains("path"), "{e}");
 }
+
+#[tokio::test]
+async fn a_write_by_another_process_wakes_the_watch_of_the_directory() {
+    use hypertask_core::Watch;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let watcher = store(&shared, &tmp.path().join("data-a"), false);
+    let writer = store(&shared, &tmp.path().join("data-b"), false);
+    // The first call answers once the watch is in place.
+    assert_eq!(watcher.wait_for_change().await.unwrap(), Watch::Changed);
+    let waiting = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.wait_for_change().await }
+    });
+    create(&writer, &task("fresh", "from elsewhere")).await;
+    let answer = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the watch answers after a write")
+        .unwrap();
+    assert_eq!(answer.unwrap(), Watch::Changed);
+
+    // A directory that does not exist cannot be watched: an error naming the driver.
+    let missing = store(&tmp.path().join("absent"), &tmp.path().join("data-c"), true);
+    let e = missing.wait_for_change().await.unwrap_err();
+    assert!(e.to_string().contains("box"), "{e}");
+}
