@@ -221,6 +221,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
             drivers,
             dry_run,
             force,
+            rescan,
         } => {
             return remote::sync(
                 &settings,
@@ -229,6 +230,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
                     drivers,
                     dry_run,
                     force,
+                    rescan,
                 },
             )
         }
