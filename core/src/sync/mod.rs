@@ -39,7 +39,8 @@ pub struct SyncOptions {
     /// The guard ignores syncs that tombstone fewer tasks than this (deleting 1 of 2 tasks is
     /// ordinary use, not an accident).
     pub delete_guard_min: usize,
-    /// Largest batch sent to a driver (capped by the driver's own `max_batch`).
+    /// Largest batch of task states sent to a driver (capped by the driver's own
+    /// `max_batch`). Reads, which carry ids only, go in batches of the driver's `max_batch`.
     pub batch_size: usize,
     /// Passes per driver until its map equals the cache's.
     pub max_passes: usize,
