@@ -323,6 +323,10 @@ impl TaskDir {
             if scan.problems.is_empty() {
                 let head = Head::new(fresh.generation, fresh.root(), fresh.entries.len(), stamp);
                 head.save(path);
+                // This process has just seen the directory: its own writes carry the head on.
+                self.inner
+                    .own_generation
+                    .store(fresh.generation, Ordering::Relaxed);
             } else {
                 Head::forget(path);
             }
