@@ -257,6 +257,10 @@ pub enum Command {
         /// Go past the mass-deletion guard.
         #[arg(long)]
         force: bool,
+        /// List and check every file of the local cache, even when its head record says
+        /// nothing but hypertask changed it (after editing cache files in place by hand).
+        #[arg(long)]
+        rescan: bool,
     },
     /// The configured drivers, their kind and capabilities.
     Drivers {

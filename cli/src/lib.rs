@@ -60,8 +60,8 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// A registry with the built-in driver kinds compiled into this crate: `fs`, `git`, `mongodb`
-/// and `http`, each behind the cargo feature of the same name (all on by default).
+/// A registry with the built-in driver kinds compiled into this crate: `fs`, `git`, `mongodb`,
+/// `http` and `sqlite`, each behind the cargo feature of the same name (all on by default).
 pub fn builtin_registry() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::new();
@@ -73,6 +73,8 @@ pub fn builtin_registry() -> Registry {
     hypertask_driver_mongodb::register(&mut registry);
     #[cfg(feature = "http")]
     hypertask_driver_http::register(&mut registry);
+    #[cfg(feature = "sqlite")]
+    hypertask_driver_sqlite::register(&mut registry);
     registry
 }
 
@@ -260,6 +262,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
             drivers,
             dry_run,
             force,
+            rescan,
         } => {
             return remote::sync(
                 &settings,
@@ -268,6 +271,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
                     drivers,
                     dry_run,
                     force,
+                    rescan,
                 },
             )
         }

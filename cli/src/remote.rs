@@ -104,6 +104,8 @@ pub(crate) struct SyncArgs {
     pub dry_run: bool,
     /// `--force`.
     pub force: bool,
+    /// `--rescan`.
+    pub rescan: bool,
 }
 
 /// `sync`. Returns whether everything synced.
@@ -123,6 +125,7 @@ pub(crate) fn sync(settings: &Settings, registry: &Registry, args: SyncArgs) -> 
     let options = SyncOptions {
         dry_run: args.dry_run,
         force: args.force,
+        rescan: args.rescan,
         max_delete_percent: settings.max_delete_percent,
         ..SyncOptions::default()
     };

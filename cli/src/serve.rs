@@ -46,10 +46,19 @@ pub(crate) fn serve(
         }
     }
 
-    // The store: `[server] store = { type = "…", … }`, by default a directory in the data dir.
-    let mut store = server.store.clone().unwrap_or_else(
-        || json!({ "type": "fs", "path": settings.data_dir.join("server"), "create": true }),
-    );
+    // The store: `[server] store = { type = "…", … }`, by default one SQLite file in the data
+    // dir; a data dir that already serves from the directory store of earlier versions keeps it.
+    let mut store = server.store.clone().unwrap_or_else(|| {
+        let (dir, file) = (
+            settings.data_dir.join("server"),
+            settings.data_dir.join("server.sqlite3"),
+        );
+        if dir.is_dir() && !file.exists() {
+            json!({ "type": "fs", "path": dir, "create": true })
+        } else {
+            json!({ "type": "sqlite", "path": file, "create": true })
+        }
+    });
     let kind = match store.as_object_mut().and_then(|t| t.remove("type")) {
         Some(Value::String(kind)) => kind,
         _ => bail!("[server] store needs a type, e.g. store = {{ type = \"fs\", path = \"…\" }}"),

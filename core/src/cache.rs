@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::files::{file_safe_name, lock_file, write_atomic, Durability, FileError, Scan, TaskDir};
+use crate::hash::ContentHash;
 use crate::task::{Task, TaskError, TaskId};
 
 /// How long a writing command waits for another hypertask process by default.
@@ -129,7 +130,8 @@ impl Replica {
             data_dir.join("tasks"),
             Some(data_dir.join("index.json")),
             Durability::from_env(),
-        );
+        )
+        .with_head(data_dir.join("head.json"));
         if let Err(e) = tasks.create() {
             return Err(match file_in_the_way(&data_dir) {
                 Some(file) => CacheError::NotADirectory { data_dir, file },
@@ -175,9 +177,22 @@ impl Replica {
         }
     }
 
-    /// Every task's hash, plus files that could not be read.
+    /// Every task's hash, plus files that could not be read. While the cache's head record
+    /// says nothing but hypertask changed the directory, this reads only the index.
     pub fn scan(&self) -> Result<Scan, CacheError> {
         self.tasks.scan().map_err(io_err(self.tasks.dir()))
+    }
+
+    /// [`scan`](Self::scan) listing and checking every file, whatever the head record says
+    /// (`sync --rescan`); it records a fresh head.
+    pub fn rescan(&self) -> Result<Scan, CacheError> {
+        self.tasks.rescan().map_err(io_err(self.tasks.dir()))
+    }
+
+    /// The cache's root hash when its head record can be trusted (one `stat`, one small read);
+    /// `None` when only a scan can tell.
+    pub fn trusted_root(&self) -> Option<ContentHash> {
+        self.tasks.trusted_root()
     }
 
     /// One task by full id.
@@ -528,6 +543,68 @@ mod tests {
             r.quarantine(&lock, &id("absent")),
             Err(CacheError::NotFound(_))
         ));
+    }
+
+    /// Moves the cache directory's mtime an hour back, as if its last change were old.
+    fn age(r: &Replica) {
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        File::open(r.task_dir().dir())
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_head_gives_the_root_until_something_else_changes_the_cache() {
+        let (_tmp, r, lock) = replica();
+        r.put(&lock, &[task("a"), task("b")]).unwrap();
+        assert_eq!(r.trusted_root(), None, "never listed: no head yet");
+        age(&r);
+        let listed = r.scan().unwrap();
+        let root = crate::hash::root_hash(&listed.hashes);
+        assert_eq!(r.trusted_root(), Some(root.clone()));
+        assert_eq!(r.scan().unwrap().hashes, listed.hashes);
+
+        // hypertask's own writes carry the head on.
+        r.put(&lock, &[task("c")]).unwrap();
+        let now = r.rescan().unwrap().hashes;
+        assert_eq!(now.len(), 3);
+        age(&r);
+        let _ = r.rescan().unwrap();
+        r.put(&lock, &[task("d")]).unwrap();
+        let carried = r.trusted_root().expect("carried on by the write");
+        assert_eq!(carried, crate::hash::root_hash(&r.rescan().unwrap().hashes));
+
+        // A file created by someone else: the head is not trusted, the scan lists it.
+        age(&r);
+        let _ = r.rescan().unwrap();
+        assert!(r.trusted_root().is_some());
+        fs::write(
+            r.task_dir().path_of(&TaskId::new("e").unwrap()),
+            task("e").to_pretty_json(),
+        )
+        .unwrap();
+        assert_eq!(r.trusted_root(), None);
+        assert_eq!(r.scan().unwrap().hashes.len(), 5);
+    }
+
+    #[test]
+    fn a_racy_head_is_not_trusted_by_another_process() {
+        let (_tmp, r, lock) = replica();
+        r.put(&lock, &[task("a")]).unwrap();
+        // Listed right after the write: a change in the same tick could hide behind the stamp.
+        let _ = r.rescan().unwrap();
+        let other = Replica::open(r.data_dir()).unwrap();
+        assert_eq!(other.trusted_root(), None);
+    }
+
+    #[test]
+    fn a_listing_with_problems_leaves_no_head() {
+        let (_tmp, r, _lock) = replica();
+        fs::write(r.task_dir().dir().join("bad.json"), b"{ torn").unwrap();
+        age(&r);
+        assert_eq!(r.scan().unwrap().problems.len(), 1);
+        assert_eq!(r.trusted_root(), None);
     }
 
     #[test]

@@ -17,11 +17,14 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{ContentHash, Hashes};
+use crate::hash::{root_of, ContentHash, Hashes};
+use crate::head::{count_listing, count_task_read, DirStamp, Head};
+pub use crate::head::{io_counts, IoCounts};
 use crate::task::{Task, TaskId, DEFAULT_MAX_TASK_BYTES};
 
 /// How a batch of writes is made durable before it is reported done.
@@ -85,7 +88,16 @@ struct Stamp {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
+    /// Bumped by every change; a head describes one generation.
+    #[serde(default)]
+    generation: u64,
     entries: BTreeMap<String, (Stamp, ContentHash)>,
+}
+
+impl Index {
+    fn root(&self) -> ContentHash {
+        root_of(self.entries.iter().map(|(id, (_, h))| (id.as_str(), h)))
+    }
 }
 
 /// A directory of `<id>.json` task files with an index of (size, mtime, inode) → hash, so a
@@ -99,6 +111,10 @@ pub struct TaskDir {
 struct Inner {
     dir: PathBuf,
     index_path: Option<PathBuf>,
+    /// Where the head record is kept: only for a directory hypertask owns (the cache).
+    head_path: Option<PathBuf>,
+    /// The head generation this process wrote last (0: none), shared by clones.
+    own_generation: Arc<AtomicU64>,
     durability: Durability,
     max_task_bytes: usize,
 }
@@ -128,6 +144,8 @@ impl TaskDir {
             inner: Arc::new(Inner {
                 dir: dir.into(),
                 index_path,
+                head_path: None,
+                own_generation: Arc::new(AtomicU64::new(0)),
                 durability,
                 max_task_bytes: DEFAULT_MAX_TASK_BYTES,
             }),
@@ -138,6 +156,15 @@ impl TaskDir {
     /// reported as an invalid task without being read.
     pub fn with_max_task_bytes(mut self, max: usize) -> Self {
         Arc::make_mut(&mut self.inner).max_task_bytes = max;
+        self
+    }
+
+    /// The same directory keeping a head record at `path` (next to the index), for a directory
+    /// only hypertask writes: its writes keep the root hash up to date, and while the
+    /// directory's stamp says nobody else changed it, [`scan`](Self::scan) answers from the
+    /// index and [`trusted_root`](Self::trusted_root) from the head, without listing.
+    pub fn with_head(mut self, path: PathBuf) -> Self {
+        Arc::make_mut(&mut self.inner).head_path = Some(path);
         self
     }
 
@@ -161,10 +188,57 @@ impl TaskDir {
         fs::create_dir_all(&self.inner.dir)
     }
 
+    /// Every valid task's hash, problem files, and other `.json` files. With a trusted head
+    /// (see [`with_head`](Self::with_head)) the index answers without listing the directory
+    /// (and `others` is empty); otherwise see [`rescan`](Self::rescan).
+    pub fn scan(&self) -> io::Result<Scan> {
+        if let Some(scan) = self.scan_from_head() {
+            return Ok(scan);
+        }
+        self.rescan()
+    }
+
+    /// The root hash of every valid task, when the head record can be trusted: one `stat` of
+    /// the directory and one small read. `None`: list instead.
+    pub fn trusted_root(&self) -> Option<ContentHash> {
+        self.trusted_head().map(|h| h.root)
+    }
+
+    fn trusted_head(&self) -> Option<Head> {
+        let path = self.inner.head_path.as_ref()?;
+        let head = Head::load(path)?;
+        let now = DirStamp::of(&self.inner.dir).ok()?;
+        let own = match self.inner.own_generation.load(Ordering::Relaxed) {
+            0 => None,
+            g => Some(g),
+        };
+        head.trusted(&now, own).then_some(head)
+    }
+
+    fn scan_from_head(&self) -> Option<Scan> {
+        let head = self.trusted_head()?;
+        let index = self.load_index();
+        if index.generation != head.generation || index.entries.len() != head.count {
+            return None;
+        }
+        let mut scan = Scan::default();
+        for (stem, (_, hash)) in index.entries {
+            scan.hashes.insert(TaskId::new(stem).ok()?, hash);
+        }
+        Some(scan)
+    }
+
     /// Lists the directory: valid tasks' hashes (from the index when a file's metadata is
     /// unchanged), problem files, and other `.json` files. A missing directory is an error.
-    pub fn scan(&self) -> io::Result<Scan> {
+    /// With a head record, a listing without problems records a fresh head.
+    pub fn rescan(&self) -> io::Result<Scan> {
+        count_listing();
+        let stamp = match &self.inner.head_path {
+            Some(_) => Some(DirStamp::now(&self.inner.dir)?),
+            None => None,
+        };
         let mut index = self.load_index();
+        let generation = index.generation;
         let mut fresh = Index::default();
         let mut scan = Scan::default();
         let mut reread = false;
@@ -240,8 +314,22 @@ impl TaskDir {
         scan.others.sort();
         scan.problems.sort_by(|a, b| a.path.cmp(&b.path));
         // Entries left in the old index are files that disappeared.
+        fresh.generation = generation;
         if reread || !index.entries.is_empty() {
+            fresh.generation += 1;
             self.save_index(&fresh);
+        }
+        if let (Some(path), Some(stamp)) = (&self.inner.head_path, stamp) {
+            if scan.problems.is_empty() {
+                let head = Head::new(fresh.generation, fresh.root(), fresh.entries.len(), stamp);
+                head.save(path);
+                // This process has just seen the directory: its own writes carry the head on.
+                self.inner
+                    .own_generation
+                    .store(fresh.generation, Ordering::Relaxed);
+            } else {
+                Head::forget(path);
+            }
         }
         Ok(scan)
     }
@@ -266,6 +354,7 @@ impl TaskDir {
     /// [`read_path`](Self::read_path), with the metadata of the file as it was read.
     fn read_file(&self, id: &TaskId, path: &Path) -> Result<(Task, fs::Metadata), FileError> {
         let max = self.inner.max_task_bytes;
+        count_task_read();
         let (bytes, meta) = read_capped_meta(path, max).map_err(|e| {
             let (message, io) = match e.kind() {
                 io::ErrorKind::FileTooLarge => (too_large_message(max), None),
@@ -301,7 +390,11 @@ impl TaskDir {
         }
         let dir = &self.inner.dir;
         let durability = self.inner.durability;
+        // Whether the head describes the directory up to this write (before any temp file
+        // changes its stamp): only then does the write carry it on.
+        let head = self.trusted_head();
         let mut temps = Vec::with_capacity(tasks.len());
+        let mut stamps = Vec::with_capacity(tasks.len());
         let result = (|| -> io::Result<()> {
             for task in tasks {
                 let (tmp, mut f) = create_exclusive(dir, &format!(".{}.json.tmp-", task.id()))?;
@@ -310,6 +403,8 @@ impl TaskDir {
                 if durability == Durability::PerFile {
                     f.sync_all()?;
                 }
+                // A rename keeps size, mtime and inode: the stamp the next scan will see.
+                stamps.push(f.metadata().ok().map(|m| stamp_of(&m)));
             }
             if durability == Durability::Batch {
                 sync_filesystem(dir, temps.iter().map(|(t, _)| t.as_path()))?;
@@ -328,24 +423,52 @@ impl TaskDir {
             }
         }
         result?;
-        self.record(tasks);
+        self.record(tasks, &stamps, head);
         Ok(())
     }
 
-    /// Records freshly written tasks in the index so the next scan does not re-read them.
-    fn record(&self, tasks: &[Task]) {
+    /// Records freshly written tasks in the index so the next scan does not re-read them, and
+    /// carries the head on when it described the directory before the write.
+    fn record(&self, tasks: &[Task], stamps: &[Option<Stamp>], head: Option<Head>) {
         if self.inner.index_path.is_none() {
             return;
         }
+        let after = self
+            .inner
+            .head_path
+            .as_ref()
+            .and_then(|_| DirStamp::now(&self.inner.dir).ok());
         let mut index = self.load_index();
-        for task in tasks {
-            if let Ok(meta) = fs::symlink_metadata(self.path_of(task.id())) {
-                index
-                    .entries
-                    .insert(task.id().to_string(), (stamp_of(&meta), task.hash()));
+        let carried = head.filter(|h| h.generation == index.generation && after.is_some());
+        let mut complete = true;
+        for (task, stamp) in tasks.iter().zip(stamps) {
+            match stamp {
+                Some(stamp) => {
+                    index
+                        .entries
+                        .insert(task.id().to_string(), (*stamp, task.hash()));
+                }
+                None => {
+                    complete = false;
+                    index.entries.remove(task.id().as_str());
+                }
             }
         }
+        index.generation += 1;
         self.save_index(&index);
+        let Some(path) = &self.inner.head_path else {
+            return;
+        };
+        match (carried, after) {
+            (Some(_), Some(after)) if complete => {
+                let head = Head::new(index.generation, index.root(), index.entries.len(), after);
+                head.save(path);
+                self.inner
+                    .own_generation
+                    .store(index.generation, Ordering::Relaxed);
+            }
+            _ => Head::forget(path),
+        }
     }
 
     fn load_index(&self) -> Index {

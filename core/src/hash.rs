@@ -59,14 +59,21 @@ impl<'de> Deserialize<'de> for ContentHash {
 /// the map's byte order is RFC 8785's UTF-16 order: the bytes are streamed straight into the
 /// digest instead of building a JSON value (a no-op sync hashes 10k entries on both sides).
 pub fn root_hash(hashes: &Hashes) -> ContentHash {
+    root_of(hashes.iter().map(|(id, h)| (id.as_str(), h)))
+}
+
+/// [`root_hash`] of entries given in id order (ids as strings).
+pub(crate) fn root_of<'a>(
+    entries: impl Iterator<Item = (&'a str, &'a ContentHash)>,
+) -> ContentHash {
     let mut digest = Sha256::new();
     digest.update(b"{");
-    for (i, (id, hash)) in hashes.iter().enumerate() {
+    for (i, (id, hash)) in entries.enumerate() {
         if i > 0 {
             digest.update(b",");
         }
         digest.update(b"\"");
-        digest.update(id.as_str().as_bytes());
+        digest.update(id.as_bytes());
         digest.update(b"\":\"");
         digest.update(hash.as_str().as_bytes());
         digest.update(b"\"");

@@ -16,6 +16,7 @@ mod error;
 pub mod external;
 pub mod files;
 mod hash;
+mod head;
 pub mod manage;
 mod memory;
 mod merge;

@@ -34,12 +34,15 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Go past the mass-deletion guard.
     pub force: bool,
+    /// List and check every cache file once, whatever the cache's head record says.
+    pub rescan: bool,
     /// Stop before newly tombstoning more than this share of the live tasks on either side.
     pub max_delete_percent: u32,
     /// The guard ignores syncs that tombstone fewer tasks than this (deleting 1 of 2 tasks is
     /// ordinary use, not an accident).
     pub delete_guard_min: usize,
-    /// Largest batch sent to a driver (capped by the driver's own `max_batch`).
+    /// Largest batch of task states sent to a driver (capped by the driver's own
+    /// `max_batch`). Reads, which carry ids only, go in batches of the driver's `max_batch`.
     pub batch_size: usize,
     /// Passes per driver until its map equals the cache's.
     pub max_passes: usize,
@@ -58,6 +61,7 @@ impl Default for SyncOptions {
         SyncOptions {
             dry_run: false,
             force: false,
+            rescan: false,
             max_delete_percent: 50,
             delete_guard_min: 10,
             batch_size: DEFAULT_BATCH,
@@ -96,6 +100,8 @@ struct Context {
     started: String,
     /// Local cache files that could not be read, each named once.
     local_skipped: BTreeSet<String>,
+    /// The next scan lists every file (`--rescan`), whatever the head record says.
+    rescan: bool,
 }
 
 /// Reconciles a [`Replica`] with drivers.
@@ -152,6 +158,7 @@ impl Engine {
             sync_lock,
             started: format_timestamp(Utc::now()).unwrap_or_default(),
             local_skipped: BTreeSet::new(),
+            rescan: self.options.rescan,
         };
 
         let mut began = vec![false; self.drivers.len()];
@@ -246,8 +253,22 @@ impl Engine {
             .min(driver.info().capabilities.max_batch)
             .max(1);
         for _pass in 0..self.options.max_passes {
-            let local = self.scan(cx).await?;
-            let root = root_hash(&local.hashes);
+            // The cache's head record gives its root without a listing while nothing but
+            // hypertask changed it: an unchanged upstream then costs one request, no scan.
+            let trusted = if cx.rescan {
+                None
+            } else {
+                let replica = self.replica.clone();
+                blocking(move || replica.trusted_root()).await
+            };
+            let (scanned, root) = match trusted {
+                Some(root) => (None, root),
+                None => {
+                    let local = self.scan(cx).await?;
+                    let root = root_hash(&local.hashes);
+                    (Some(local), root)
+                }
+            };
             let inventory = match driver.hashes(Some(&root)).await? {
                 Listing::Unchanged => {
                     rep.skipped.clear();
@@ -255,6 +276,11 @@ impl Engine {
                 }
                 Listing::Changed(inv) => inv,
             };
+            let local = match scanned {
+                Some(local) => local,
+                None => self.scan(cx).await?,
+            };
+            let root = root_hash(&local.hashes);
             let mut excluded: BTreeSet<TaskId> =
                 local.problems.iter().filter_map(|p| p.id.clone()).collect();
             rep.skipped = inventory
@@ -319,7 +345,15 @@ impl Engine {
     /// quarantine (so the upstream's copy can restore the task) and named in the report.
     async fn scan(&self, cx: &mut Context) -> Result<Scan, Stop> {
         let replica = self.replica.clone();
-        let mut scan = blocking(move || replica.scan()).await?;
+        let rescan = std::mem::take(&mut cx.rescan);
+        let mut scan = blocking(move || {
+            if rescan {
+                replica.rescan()
+            } else {
+                replica.scan()
+            }
+        })
+        .await?;
         if cx.sync_lock.is_none() {
             for p in &scan.problems {
                 cx.local_skipped.insert(format!("local cache: {p}"));

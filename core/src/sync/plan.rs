@@ -84,7 +84,10 @@ impl Engine {
             .cloned()
             .collect();
         let mut remote: BTreeMap<TaskId, Task> = BTreeMap::new();
-        for chunk in to_read.chunks(batch_size) {
+        // Reads carry ids only: they go in the driver's own largest batch, so a store can
+        // answer a pull of most of its tasks with one scan instead of many id lists.
+        let read_batch = driver.info().capabilities.max_batch.max(batch_size);
+        for chunk in to_read.chunks(read_batch) {
             let batch: Batch = chunk.iter().map(|id| (id.clone(), None)).collect();
             for (id, answer) in driver.resolve(batch).await? {
                 match answer {

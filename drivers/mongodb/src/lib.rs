@@ -11,7 +11,13 @@
 //! Each task is a document whose `_id` is the task id and whose other fields are the task's
 //! fields, so `{"tags": "work"}` finds the tasks tagged `work`; a `hash` field holds the content
 //! hash. See [`document`] for the exact mapping (numbers, escaped names). Listing reads only
-//! `{_id, hash}`; batches are fetched with `$in`; every write is a compare-and-swap on
+//! `{_id, hash}`; a few tasks are fetched with `$in`, most of the collection with one unfiltered
+//! `find`. The collection's root hash is kept in a side document (`_id: "root"` in
+//! `<collection>.hypertask-meta`): every batch of writes drops it before and after writing, and
+//! a clean listing stores it again, so a sync of an unchanged collection reads one document.
+//! It is only stored while every document carries the `hash` this driver writes; another
+//! application that edits task documents in place must drop their `hash` field (as it must for
+//! compare-and-swap anyway), or the root document. Every write is a compare-and-swap on
 //! `{_id, hash}` (or an insert that fails on a duplicate `_id`), so any number of clients and
 //! `hypertask serve` processes can share one collection without losing an update. Merging is
 //! core's [`StoreDriver`]; this crate only stores.

@@ -2,12 +2,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use hypertask_core::{
-    async_trait, Capabilities, ContentHash, DriverError, DriverInfo, Entry, ErrorKind, Gets,
-    Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, TaskId, Version, Write,
+    async_trait, root_hash, Access, Capabilities, ContentHash, DriverError, DriverInfo, Entry,
+    ErrorKind, Gets, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, TaskId,
+    Version, Write,
 };
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::InsertManyError;
@@ -20,8 +22,17 @@ use crate::document::{from_document, to_document, HASH_FIELD};
 use crate::error::{convert, is_duplicate_key};
 use crate::KIND;
 
-/// Most ids fetched with one `$in` query, and the driver's `max_batch`.
-const MAX_BATCH: usize = 1000;
+/// Most ids fetched with one `$in` query.
+const MAX_IN: usize = 1000;
+
+/// The driver's `max_batch`: reads of many ids come in one call, so [`Store::get`] can tell a
+/// pull of most of the collection (one unfiltered `find`) from a few ids (`$in` lists). Writes
+/// are batched by the sync's own batch size, which the driver splits as the server needs.
+const MAX_BATCH: usize = 100_000;
+
+/// The id of the document, in the side collection `<collection>.hypertask-meta`, that holds
+/// the collection's root hash while no write has happened since it was computed.
+const ROOT_DOC: &str = "root";
 
 /// Conditional writes of one batch in flight at once.
 const WRITE_CONCURRENCY: usize = 8;
@@ -33,6 +44,10 @@ pub struct MongoStore {
     name: String,
     config: MongoConfig,
     client: OnceCell<Client>,
+    /// How many tasks the last listing found: how a `get` tells "most of the collection".
+    listed: AtomicUsize,
+    /// Whether this sync may write (a dry run leaves even the root document alone).
+    writable: AtomicBool,
 }
 
 impl fmt::Debug for MongoStore {
@@ -65,6 +80,8 @@ impl MongoStore {
             name,
             config,
             client: OnceCell::new(),
+            listed: AtomicUsize::new(0),
+            writable: AtomicBool::new(true),
         })
     }
 
@@ -119,6 +136,72 @@ impl MongoStore {
             .await?
             .database(&self.config.database)
             .collection(&self.config.collection))
+    }
+
+    /// The side collection holding the root document.
+    async fn meta(&self) -> Result<Collection<Document>, DriverError> {
+        Ok(self
+            .client()
+            .await?
+            .database(&self.config.database)
+            .collection(&format!("{}.hypertask-meta", self.config.collection)))
+    }
+
+    /// The root document's generation (bumped around every batch of writes), if it exists.
+    async fn root_generation(&self) -> Result<Option<i64>, DriverError> {
+        let what = self.doing("reading the root document");
+        let doc = self
+            .meta()
+            .await?
+            .find_one(doc! { "_id": ROOT_DOC })
+            .await
+            .map_err(|e| convert(&self.name, &what, e))?;
+        Ok(doc.and_then(|d| generation(&d)))
+    }
+
+    /// Stores `root` as the collection's, unless a writer bumped the generation since `seen`
+    /// was read before the listing. Best effort: a failure only costs the next no-op a listing.
+    async fn store_root(&self, seen: Option<i64>, root: &ContentHash) {
+        if !self.writable.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(meta) = self.meta().await else { return };
+        let result = match seen {
+            Some(generation) => {
+                meta.update_one(
+                    doc! { "_id": ROOT_DOC, "gen": generation },
+                    doc! { "$set": { "root": root.as_str() } },
+                )
+                .await
+            }
+            None => {
+                meta.update_one(
+                    doc! { "_id": ROOT_DOC },
+                    doc! { "$setOnInsert": { "gen": 0_i64, "root": root.as_str() } },
+                )
+                .upsert(true)
+                .await
+            }
+        };
+        // Not stored (no write permission, a lost race): the next no-op lists instead.
+        let _ = result;
+    }
+
+    /// Drops the stored root and bumps its generation: before a batch of writes (so a failure
+    /// after them never leaves a stale root) and after it (so a listing that overlapped the
+    /// writes does not store its root).
+    async fn forget_root(&self) -> Result<(), DriverError> {
+        let what = self.doing("updating the root document");
+        self.meta()
+            .await?
+            .update_one(
+                doc! { "_id": ROOT_DOC },
+                doc! { "$inc": { "gen": 1_i64 }, "$unset": { "root": "" } },
+            )
+            .upsert(true)
+            .await
+            .map_err(|e| convert(&self.name, &what, e))?;
+        Ok(())
     }
 
     fn invalid(&self, id: &str, message: impl fmt::Display) -> DriverError {
@@ -177,6 +260,15 @@ impl MongoStore {
     }
 }
 
+/// The `gen` field of the root document.
+fn generation(doc: &Document) -> Option<i64> {
+    match doc.get("gen") {
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
 /// The version of a document: its stored `hash` field as written, so a compare-and-swap can
 /// match it exactly even when another client wrote it without a hash (or with another one).
 fn version_of(stored: Option<&Bson>) -> Version {
@@ -210,14 +302,36 @@ impl Store for MongoStore {
             name: self.name.clone(),
             capabilities: Capabilities {
                 max_batch: MAX_BATCH,
-                cheap_root: false,
+                cheap_root: true,
                 atomic_writes: true,
                 remote: true,
             },
         }
     }
 
+    async fn begin(&self, access: Access) -> Result<(), DriverError> {
+        self.writable
+            .store(access == Access::Write, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The root document's `root`, kept by every writer of this driver: one round trip.
+    async fn root(&self) -> Result<Option<ContentHash>, DriverError> {
+        let what = self.doing("reading the root document");
+        let doc = self
+            .meta()
+            .await?
+            .find_one(doc! { "_id": ROOT_DOC })
+            .await
+            .map_err(|e| convert(&self.name, &what, e))?;
+        Ok(doc
+            .as_ref()
+            .and_then(|d| d.get_str("root").ok())
+            .and_then(ContentHash::parse))
+    }
+
     async fn list(&self) -> Result<StoreInventory, DriverError> {
+        let seen = self.root_generation().await?;
         let coll = self.collection().await?;
         let what = self.doing("listing task hashes");
         let mut cursor = coll
@@ -257,7 +371,8 @@ impl Store for MongoStore {
                 None => unhashed.push(id),
             }
         }
-        for chunk in unhashed.chunks(MAX_BATCH) {
+        let clean = inventory.problems.is_empty() && unhashed.is_empty();
+        for chunk in unhashed.chunks(MAX_IN) {
             for (id, got) in self.get(chunk).await? {
                 match got {
                     Ok(Some(stored)) => {
@@ -273,6 +388,16 @@ impl Store for MongoStore {
                 }
             }
         }
+        self.listed
+            .store(inventory.entries.len(), Ordering::Relaxed);
+        if clean {
+            let hashes = inventory
+                .entries
+                .iter()
+                .map(|(id, e)| (id.clone(), e.hash.clone()))
+                .collect();
+            self.store_root(seen, &root_hash(&hashes)).await;
+        }
         Ok(inventory)
     }
 
@@ -280,7 +405,28 @@ impl Store for MongoStore {
         let coll = self.collection().await?;
         let what = self.doing("reading tasks");
         let mut found: HashMap<String, Document> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_BATCH) {
+        let listed = self.listed.load(Ordering::Relaxed);
+        let scan_all = ids.len() > MAX_IN && ids.len() * 2 >= listed;
+        if scan_all {
+            // Most of the collection: one unfiltered scan beats many `$in` lists.
+            let wanted: std::collections::HashSet<&str> = ids.iter().map(TaskId::as_str).collect();
+            let mut cursor = coll
+                .find(doc! {})
+                .await
+                .map_err(|e| convert(&self.name, &what, e))?;
+            while let Some(doc) = cursor
+                .try_next()
+                .await
+                .map_err(|e| convert(&self.name, &what, e))?
+            {
+                if let Ok(id) = doc.get_str("_id") {
+                    if wanted.contains(id) {
+                        found.insert(id.to_owned(), doc);
+                    }
+                }
+            }
+        }
+        for chunk in ids.chunks(MAX_IN).filter(|_| !scan_all) {
             let wanted: Vec<&str> = chunk.iter().map(TaskId::as_str).collect();
             let mut cursor = coll
                 .find(doc! { "_id": { "$in": wanted } })
@@ -315,6 +461,28 @@ impl Store for MongoStore {
 
     async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
         let coll = self.collection().await?;
+        if writes.is_empty() {
+            return Ok(Puts::new());
+        }
+        self.forget_root().await?;
+        let puts = self.put_all(&coll, writes).await;
+        // Whatever happened, a listing that overlapped these writes must not store its root.
+        self.forget_root().await?;
+        puts
+    }
+
+    async fn check(&self) -> Result<Health, DriverError> {
+        self.check_server().await
+    }
+}
+
+impl MongoStore {
+    /// The writes of [`Store::put`], between the two updates of the root document.
+    async fn put_all(
+        &self,
+        coll: &Collection<Document>,
+        writes: Vec<Write>,
+    ) -> Result<Puts, DriverError> {
         let mut outcomes: Vec<Option<Result<PutOutcome, DriverError>>> =
             (0..writes.len()).map(|_| None).collect();
         // New tasks go in one unordered insert_many: one round trip for an initial push.
@@ -365,10 +533,7 @@ impl Store for MongoStore {
             .filter(|(i, _)| outcomes[*i].is_none())
             .collect();
         let settled: Vec<(usize, Result<PutOutcome, DriverError>)> = futures::stream::iter(rest)
-            .map(|(i, w)| {
-                let coll = &coll;
-                async move { (i, self.put_one(coll, w).await) }
-            })
+            .map(|(i, w)| async move { (i, self.put_one(coll, w).await) })
             .buffered(WRITE_CONCURRENCY)
             .collect()
             .await;
@@ -387,7 +552,7 @@ impl Store for MongoStore {
         Ok(puts)
     }
 
-    async fn check(&self) -> Result<Health, DriverError> {
+    async fn check_server(&self) -> Result<Health, DriverError> {
         let client = self.client().await?;
         let db = client.database(&self.config.database);
         let what = self.doing("checking the server");

@@ -290,27 +290,54 @@ fn presented_token(value: &str) -> Option<&str> {
 
 /// `GET /hashes`: `{id: hash}` with `ETag: "<root>"`; `304` to a matching `If-None-Match`.
 async fn hashes(State(st): Shared, headers: HeaderMap) -> Response {
-    let inventory = match st.store.hashes(None).await {
+    // The client's root goes to the store, which answers it without listing when it keeps its
+    // root (a store only this server writes).
+    let known = known_root(&headers);
+    let inventory = match st.store.hashes(known.as_ref()).await {
         Ok(Listing::Changed(inv)) => inv,
-        Ok(Listing::Unchanged) => {
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the store did not list its tasks",
-            )
-            .into_response()
-        }
+        Ok(Listing::Unchanged) => match known {
+            Some(root) => {
+                return hashes_answer(&st, StatusCode::NOT_MODIFIED.into_response(), &root)
+            }
+            None => {
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the store did not list its tasks",
+                )
+                .into_response()
+            }
+        },
         Err(e) => return ApiError::store(&e).into_response(),
     };
     for p in &inventory.problems {
         tracing::warn!(error = %p.error, "stored entry is not a valid task; left out of /hashes");
     }
     let root = inventory.root();
-    let etag = HeaderValue::from_str(&format!("\"{root}\"")).expect("hex digits are a header");
-    let mut resp = if matches_etag(&headers, root.as_str()) {
+    let resp = if matches_etag(&headers, root.as_str()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         Json(inventory.hashes).into_response()
     };
+    hashes_answer(&st, resp, &root)
+}
+
+/// The first entity tag of `If-None-Match` that is a root hash.
+fn known_root(headers: &HeaderMap) -> Option<ContentHash> {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|tag| {
+            let tag = tag.trim().trim_start_matches("W/");
+            ContentHash::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
+        })
+        .next()
+}
+
+/// A `/hashes` answer's headers: the root as its entity tag, and the batching capabilities.
+fn hashes_answer(st: &AppState, mut resp: Response, root: &ContentHash) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{root}\"")).expect("hex digits are a header");
     let h = resp.headers_mut();
     h.insert(ETAG, etag);
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -1,0 +1,63 @@
+//! What the sqlite store does beyond the conformance suite: its root without a listing, and
+//! another process's commit noticed.
+
+use hypertask_core::{root_hash, Driver, Listing, Store, StoreDriver, Task, Write};
+use hypertask_driver_sqlite::{SqliteConfig, SqliteStore};
+use serde_json::json;
+
+fn task(id: &str, d: &str) -> Task {
+    Task::from_value(json!({"id": id, "description": d})).unwrap()
+}
+
+#[tokio::test]
+async fn the_root_is_kept_until_anyone_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("server.sqlite3");
+    let a = SqliteStore::new("db", &SqliteConfig::new(&path)).unwrap();
+    let b = SqliteStore::new("db", &SqliteConfig::new(&path)).unwrap();
+    assert_eq!(
+        a.root().await.unwrap(),
+        Some(root_hash(&Default::default()))
+    );
+    assert!(!path.exists(), "a read creates nothing");
+
+    a.put(vec![Write::new(task("x", "1"), None)]).await.unwrap();
+    assert_eq!(
+        a.root().await.unwrap(),
+        None,
+        "its own write drops the root"
+    );
+    let listed = a.list().await.unwrap();
+    let hashes = listed
+        .entries
+        .iter()
+        .map(|(id, e)| (id.clone(), e.hash.clone()))
+        .collect();
+    let root = root_hash(&hashes);
+    assert_eq!(a.root().await.unwrap(), Some(root.clone()));
+    let driver = StoreDriver::new(a.clone());
+    assert!(matches!(
+        driver.hashes(Some(&root)).await.unwrap(),
+        Listing::Unchanged
+    ));
+
+    // Another connection's commit: the kept root is not trusted any more.
+    let _ = b.list().await.unwrap();
+    b.put(vec![Write::new(task("y", "2"), None)]).await.unwrap();
+    assert_eq!(a.root().await.unwrap(), None);
+    assert_eq!(a.list().await.unwrap().entries.len(), 2);
+}
+
+#[test]
+fn a_missing_file_without_create_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        path: tmp.path().join("absent.sqlite3"),
+        create: false,
+    };
+    let store = SqliteStore::new("db", &config).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt.block_on(store.list()).unwrap_err();
+    assert_eq!(e.kind(), hypertask_core::ErrorKind::Config);
+    assert!(e.to_string().contains("absent.sqlite3"), "{e}");
+}
