@@ -210,10 +210,11 @@ impl Daemon {
                 self.compare_local(&mut slots).await;
                 continue;
             }
+            // A due driver waits for its retry time (never for its poll: that would spin);
+            // the others for their next poll.
             let wake_at = slots
                 .iter()
-                .flat_map(|s| [Some(s.next_poll), s.retry_at.filter(|_| s.due)])
-                .flatten()
+                .filter_map(|s| if s.due { s.retry_at } else { Some(s.next_poll) })
                 .min()
                 .unwrap_or(now + Duration::from_secs(3600));
             tokio::select! {
