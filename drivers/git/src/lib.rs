@@ -1,4 +1,4 @@
-//! The git driver for hypertask (DESIGN.md §4, git).
+//! The git driver (see docs/storage.md for the layout of the repository it keeps).
 //!
 //! Tasks live as `tasks/<id>.json` (the fs driver's file format) in a working clone, which is a
 //! normal git repository: `git log`, `git clone`, hand edits committed with plain git all work.

@@ -1,4 +1,4 @@
-//! The server over real HTTP on loopback: every status code of DESIGN.md §5, and that a
+//! The server over real HTTP on loopback: every status code of docs/http-protocol.md, and that a
 //! refused request stores nothing.
 
 mod common;
@@ -268,6 +268,19 @@ async fn bad_requests_are_json_errors_and_store_nothing() {
             "/tasks",
             json!({"client_states": {"good1": good, "victim": {"id": "other"}}}).to_string(),
             "mismatch",
+        ),
+        // A clock from the future, which would win every merge until then.
+        (
+            "/task/fut",
+            json!({"client_state": {"id": "fut", "description": "x", "updated_at": "2099-01-01T00:00:00.000Z"}})
+                .to_string(),
+            "more than a day ahead",
+        ),
+        (
+            "/tasks",
+            json!({"client_states": {"fut": {"id": "fut", "updated_at": "2099-01-01T00:00:00.000Z"}}})
+                .to_string(),
+            "more than a day ahead",
         ),
         // Bad id.
         (

@@ -445,7 +445,7 @@ fn parse<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], shape: &str) -> Result<
 }
 
 /// A client state sent for `id`: `null`, or a valid task with that id no larger than
-/// `max_task_bytes`.
+/// `max_task_bytes` whose clocks are not more than a day ahead of the server's.
 fn client_state(
     id: &TaskId,
     raw: Option<&RawValue>,
@@ -468,6 +468,9 @@ fn client_state(
             task.id()
         ));
     }
+    // A clock far in the future would win every merge until then: refused before it is stored.
+    task.check_clocks(chrono::Utc::now())
+        .map_err(|e| format!("invalid task: {e}"))?;
     Ok(Some(task))
 }
 
