@@ -214,6 +214,26 @@ impl Driver for Checked {
         let mut answers = self
             .guard("resolving tasks", self.inner.resolve(batch))
             .await?;
+        let mut listed = listed;
+        let differs = reads.iter().any(|id| {
+            match (answers.get(id), listed.as_ref().and_then(|l| l.get(id))) {
+                (Some(Ok(Some(task))), Some(hash)) => {
+                    &ContentHash::of_bytes(&task.canonical_bytes()) != hash
+                }
+                _ => false,
+            }
+        });
+        if differs {
+            // Another client may have written between the listing and this read (a shared
+            // upstream): list once more. A driver whose listing disagrees with what it answers
+            // still fails those tasks by name.
+            if let Ok(Listing::Changed(inventory)) =
+                self.guard("listing", self.inner.hashes(None)).await
+            {
+                self.session().listed = Some(inventory.hashes.clone());
+                listed = Some(inventory.hashes);
+            }
+        }
         let mut checked = Answers::new();
         for id in asked {
             let answer = match answers.remove(&id) {
