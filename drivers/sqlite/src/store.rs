@@ -26,6 +26,25 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tasks (
     body BLOB NOT NULL
 ) WITHOUT ROWID";
 
+/// Runs `op` again while another connection holds the lock it needs, for up to
+/// [`BUSY_TIMEOUT`]: for the statements SQLite runs without its busy handler.
+fn while_busy(mut op: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match op() {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Every task in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -125,11 +144,13 @@ impl Inner {
             .map_err(self.err("setting the busy timeout"))?;
         // The write-ahead log with a full sync at each commit: a committed request is on disk,
         // readers never wait for writers.
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // SQLite does not call the busy handler while it switches the journal mode, so two
+        // processes opening a new file at once see "database is locked" here: wait it out.
+        while_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))
             .map_err(self.err("switching to the write-ahead log"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(self.err("setting synchronous = FULL"))?;
-        conn.execute(SCHEMA, [])
+        while_busy(|| conn.execute(SCHEMA, []).map(drop))
             .map_err(self.err("creating the tasks table"))?;
         *guard = Some(conn);
         Ok(Some(guard))

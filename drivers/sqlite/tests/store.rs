@@ -61,3 +61,29 @@ fn a_missing_file_without_create_is_a_config_error() {
     assert_eq!(e.kind(), hypertask_core::ErrorKind::Config);
     assert!(e.to_string().contains("absent.sqlite3"), "{e}");
 }
+
+/// Many connections creating one new file at once: SQLite answers "database is locked" to all
+/// but one while the first switches the file to the write-ahead log; none of them may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_connections_creating_one_file_at_once_all_succeed() {
+    for round in 0..20 {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("new.sqlite3");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let writers = (0..8).map(|i| {
+            let store = SqliteStore::new("db", &SqliteConfig::new(&path)).unwrap();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .put(vec![Write::new(task(&format!("t{i}"), "x"), None)])
+                    .await
+            })
+        });
+        for w in writers.collect::<Vec<_>>() {
+            w.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}
