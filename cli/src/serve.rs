@@ -133,6 +133,15 @@ fn options(server: &ServerSettings, token: Option<String>) -> Result<ServerOptio
             server.request_timeout_secs,
             d.request_timeout,
         )?,
+        long_poll_max_wait: server
+            .long_poll_max_wait_secs
+            .map_or(d.long_poll_max_wait, Duration::from_secs),
+        max_long_polls: server.max_long_polls.unwrap_or(d.max_long_polls),
+        long_poll_recheck: secs(
+            "long_poll_recheck_secs",
+            server.long_poll_recheck_secs,
+            d.long_poll_recheck,
+        )?,
     };
     options.validate()?;
     Ok(options)

@@ -85,6 +85,12 @@ pub struct ServerSettings {
     pub body_timeout_secs: Option<f64>,
     /// Seconds one request may take in all (default 120).
     pub request_timeout_secs: Option<f64>,
+    /// Longest long poll held, in whole seconds (default 60).
+    pub long_poll_max_wait_secs: Option<u64>,
+    /// Most long polls held at once; 0 turns them off (default 256).
+    pub max_long_polls: Option<usize>,
+    /// Seconds between reads of the store's root while long polls are held (default 5).
+    pub long_poll_recheck_secs: Option<f64>,
 }
 
 impl fmt::Debug for ServerSettings {
@@ -104,6 +110,9 @@ impl fmt::Debug for ServerSettings {
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("long_poll_max_wait_secs", &self.long_poll_max_wait_secs)
+            .field("max_long_polls", &self.max_long_polls)
+            .field("long_poll_recheck_secs", &self.long_poll_recheck_secs)
             .finish()
     }
 }

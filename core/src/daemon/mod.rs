@@ -7,8 +7,8 @@
 //!   has not agreed with the cache's new root hash (its own writes leave the root every driver
 //!   agreed with, so they wake nothing).
 //! - **Upstream changes**: a driver that can tell ([`crate::Driver::wait_for_change`], e.g. the
-//!   fs driver's directory watch) wakes it; every driver is also polled at its
-//!   `poll_interval`.
+//!   fs driver's directory watch, the http driver's long poll) wakes it; every driver is also
+//!   polled at its `poll_interval`.
 //! - A burst of wakes within [`DaemonOptions::settle`] is one sync. A driver whose sync fails
 //!   is retried after a jittered exponential delay ([`crate::Backoff`], capped) while the others
 //!   go on; it recovers by itself when its upstream returns.
@@ -171,10 +171,16 @@ impl Daemon {
             }
         });
         for (i, up) in self.upstreams.iter().enumerate() {
+            // A failed watch is retried after a jittered exponential delay, never longer than
+            // the poll interval (which covers the driver meanwhile).
+            let retry = Backoff::new(
+                self.options.retry_base.min(up.poll_interval),
+                self.options.retry_cap.min(up.poll_interval),
+            );
             watchers.spawn(watch_upstream(
                 i,
                 up.driver.clone(),
-                up.poll_interval,
+                retry,
                 self.options.settle,
                 tx.clone(),
             ));
@@ -352,17 +358,20 @@ fn settle_slot(s: &mut Slot, rep: &DriverReport, started: Instant) {
 }
 
 /// Forwards driver `i`'s change notifications, for drivers that give them; at most one per
-/// `settle`, so a driver that always answers at once cannot make the daemon spin.
+/// `settle`, so a driver that always answers at once cannot make the daemon spin. A failed
+/// watch (an upstream that went away) is tried again after the next delay of `retry`, reset
+/// by the next answer, so the watch resumes soon after the upstream returns.
 async fn watch_upstream(
     i: usize,
     driver: Checked,
-    retry: Duration,
+    mut retry: Backoff,
     settle: Duration,
     tx: mpsc::UnboundedSender<Wake>,
 ) {
     loop {
         match driver.wait_for_change().await {
             Ok(Watch::Changed) => {
+                retry.reset();
                 if tx.send(Wake::Upstream(i)).is_err() {
                     return;
                 }
@@ -370,8 +379,12 @@ async fn watch_upstream(
             }
             Ok(Watch::Unsupported) => return,
             Err(e) => {
-                tracing::warn!("{e}; polling instead, watching again in {retry:?}");
-                tokio::time::sleep(retry).await;
+                let delay = retry.next_delay();
+                tracing::warn!(
+                    "{e}; polling instead, watching again in {:.1} s",
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(delay).await;
             }
         }
     }

@@ -6,7 +6,9 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
 use crate::transport::Transport;
-use crate::wire::{CapabilitiesDoc, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER};
+use crate::wire::{
+    CapabilitiesDoc, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
+};
 
 /// The batch size assumed until the server's `/capabilities` has been read.
 pub(crate) const DEFAULT_MAX_BATCH: usize = 1000;
@@ -22,6 +24,8 @@ pub(crate) struct ServerCaps {
     pub(crate) max_body: Option<usize>,
     /// The protocol versions it speaks.
     pub(crate) protocol: Vec<String>,
+    /// It holds `GET /hashes` long polls (`Prefer: wait=N`).
+    pub(crate) long_poll: bool,
 }
 
 impl ServerCaps {
@@ -31,6 +35,7 @@ impl ServerCaps {
             max_batch: None,
             max_body: None,
             protocol: vec!["1.0".into()],
+            long_poll: false,
         }
     }
 }
@@ -71,6 +76,7 @@ pub(crate) async fn fetch(t: &Transport) -> Result<ServerCaps, DriverError> {
         max_batch,
         max_body: doc.max_body_bytes.and_then(|n| usize::try_from(n).ok()),
         protocol,
+        long_poll: doc.long_poll,
     };
     tracing::debug!(driver = %t.origin.name, ?caps, "server capabilities");
     Ok(caps)
@@ -94,9 +100,11 @@ pub(crate) fn advertised(headers: &HeaderMap) -> Option<ServerCaps> {
         .ok()
         .filter(|&n| n >= 1)?;
     let max_body = text(MAX_BODY_HEADER).and_then(|v| v.trim().parse().ok());
+    let long_poll = text(LONG_POLL_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     Some(ServerCaps {
         max_batch: Some(max_batch),
         max_body,
         protocol,
+        long_poll,
     })
 }

@@ -30,7 +30,15 @@ pub struct HttpConfig {
     /// lists more is refused rather than filling memory.
     #[serde(default = "default_max_tasks")]
     pub max_tasks: usize,
+    /// How long `hypertask daemon` asks the server to hold its long poll for changes, in
+    /// seconds (default 50, under the common 60-second proxy timeout); 0 turns the long poll
+    /// off, leaving `poll_interval`. Used only when the server advertises `long_poll`.
+    #[serde(default = "default_long_poll")]
+    pub long_poll_secs: u64,
 }
+
+/// The default of `long_poll_secs`.
+pub const DEFAULT_LONG_POLL_SECS: u64 = 50;
 
 /// The most `retries` accepted: with the backoff capped at 5 s, about a minute of retrying.
 pub const MAX_RETRIES: u32 = 10;
@@ -54,6 +62,10 @@ fn default_max_tasks() -> usize {
     DEFAULT_MAX_TASKS
 }
 
+fn default_long_poll() -> u64 {
+    DEFAULT_LONG_POLL_SECS
+}
+
 impl HttpConfig {
     /// A config for `url` with no token and the default timeouts and retries.
     pub fn new(url: impl Into<String>) -> Self {
@@ -64,6 +76,7 @@ impl HttpConfig {
             connect_timeout_secs: default_connect_timeout(),
             retries: default_retries(),
             max_tasks: default_max_tasks(),
+            long_poll_secs: default_long_poll(),
         }
     }
 
@@ -151,6 +164,7 @@ impl fmt::Debug for HttpConfig {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("retries", &self.retries)
             .field("max_tasks", &self.max_tasks)
+            .field("long_poll_secs", &self.long_poll_secs)
             .finish()
     }
 }

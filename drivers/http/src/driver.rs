@@ -3,14 +3,17 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use hypertask_core::{
-    Answers, Batch, Capabilities, ContentHash, Driver, DriverError, DriverInfo, ErrorKind, Health,
-    Inventory, Listing, Problem, Task, TaskId, DEFAULT_MAX_TASK_BYTES,
+    Answers, Backoff, Batch, Capabilities, ContentHash, Driver, DriverError, DriverInfo, ErrorKind,
+    Health, Inventory, Listing, Problem, Task, TaskId, Watch, DEFAULT_MAX_TASK_BYTES,
 };
-use reqwest::header::{CONTENT_TYPE, IF_NONE_MATCH};
+use reqwest::header::{HeaderMap, HeaderName, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
@@ -29,6 +32,13 @@ const ENVELOPE_BYTES: usize = 4096;
 const PER_TASK_BYTES: usize = 1024;
 /// Bytes one `/hashes` entry may take: a 64-character id, a 64-digit hash, quotes and spacing.
 const HASH_ENTRY_BYTES: usize = 256;
+/// RFC 7240's request header, asking the server to hold a long poll.
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+/// RFC 7240's answer header: the server held the long poll.
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+/// The first pause after a long poll the server answered at once without holding it (all
+/// its slots taken); it doubles up to the long poll's wait.
+const UNHELD_PAUSE: Duration = Duration::from_secs(1);
 
 /// One task's outcome (inner) or a failure of the whole exchange (outer).
 type Slot = Option<Result<Option<Task>, DriverError>>;
@@ -49,11 +59,30 @@ type Slot = Option<Result<Option<Task>, DriverError>>;
 /// Answers are read with caps derived from the task size limit and the number of tasks asked
 /// about, and `/hashes` with at most `max_tasks` entries: a server cannot make the client
 /// hold more than that.
+///
+/// When the server advertises `long_poll`, [`Driver::wait_for_change`] holds a `GET /hashes`
+/// long poll against the last root any `/hashes` answer carried.
 pub struct HttpDriver {
     t: Transport,
     max_task_bytes: usize,
     max_tasks: usize,
     caps: tokio::sync::OnceCell<ServerCaps>,
+    /// How long a long poll asks to be held; zero: no long poll.
+    long_poll: Duration,
+    /// The server's root as the last `/hashes` answer gave it (its `ETag`).
+    root: Mutex<Option<ContentHash>>,
+    /// Whether `wait_for_change` has answered its first call.
+    watching: AtomicBool,
+}
+
+/// How a long poll ended.
+enum Polled {
+    /// The root is no longer the one sent.
+    Changed,
+    /// Held for the wait, and nothing changed.
+    Held,
+    /// Answered at once without being held: the server has no free slot.
+    NotHeld,
 }
 
 impl fmt::Debug for HttpDriver {
@@ -76,6 +105,9 @@ impl HttpDriver {
             max_task_bytes: DEFAULT_MAX_TASK_BYTES,
             max_tasks: config.max_tasks.max(1),
             caps: tokio::sync::OnceCell::new(),
+            long_poll: Duration::from_secs(config.long_poll_secs),
+            root: Mutex::new(None),
+            watching: AtomicBool::new(false),
         })
     }
 
@@ -117,6 +149,9 @@ impl HttpDriver {
             })
             .await?;
         let status = answer.status;
+        if matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED) {
+            self.saw(&answer.headers);
+        }
         if matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED) && self.caps.get().is_none()
         {
             if let Some(caps) = advertised(&answer.headers) {
@@ -178,6 +213,57 @@ impl HttpDriver {
             }
         }
         Ok(Listing::Changed(inventory))
+    }
+
+    /// Keeps the root an answer's `ETag` names as the last one seen, and returns it.
+    fn saw(&self, headers: &HeaderMap) -> Option<ContentHash> {
+        let root = etag_root(headers)?;
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = Some(root.clone());
+        Some(root)
+    }
+
+    /// The last root a `/hashes` answer named.
+    fn last_root(&self) -> Option<ContentHash> {
+        self.root.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// One long poll: `GET /hashes` with `If-None-Match: "<known>"` and `Prefer: wait=N`,
+    /// allowed the wait plus the usual timeout. The body of a changed listing is not read:
+    /// the sync that follows lists anyway.
+    async fn poll_once(&self, known: &ContentHash) -> Result<Polled, DriverError> {
+        let what = "GET /hashes (long poll)";
+        let url = self.t.endpoint("hashes");
+        let etag = format!("\"{known}\"");
+        let prefer = format!("wait={}", self.long_poll.as_secs());
+        let timeout = self.long_poll + self.t.origin.timeout;
+        let answer = self
+            .t
+            .send_unread(what, || {
+                self.t
+                    .client()
+                    .get(url.clone())
+                    .header(IF_NONE_MATCH, etag.as_str())
+                    .header(PREFER, prefer.as_str())
+                    .timeout(timeout)
+            })
+            .await?;
+        match answer.status {
+            StatusCode::OK | StatusCode::NOT_MODIFIED => {}
+            _ => return Err(self.t.origin.unexpected(what, &answer)),
+        }
+        let Some(root) = self.saw(&answer.headers) else {
+            return Err(self
+                .t
+                .origin
+                .protocol(what, "an answer without a root hash as its `ETag`"));
+        };
+        Ok(if answer.status == StatusCode::OK || &root != known {
+            Polled::Changed
+        } else if answer.headers.contains_key(PREFERENCE_APPLIED) {
+            Polled::Held
+        } else {
+            Polled::NotHeld
+        })
     }
 
     /// One `POST /tasks` per chunk of `indexes`. A chunk the server refuses as a whole (`413`
@@ -390,6 +476,13 @@ impl HttpDriver {
     }
 }
 
+/// The root hash an `ETag: "<root>"` names (weak or strong).
+fn etag_root(headers: &HeaderMap) -> Option<ContentHash> {
+    let tag = headers.get(ETAG)?.to_str().ok()?.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    ContentHash::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
+}
+
 /// Puts the two halves of `chunk` at the front of `queue`.
 fn split(queue: &mut VecDeque<Vec<usize>>, chunk: &[usize]) {
     let (a, b) = chunk.split_at(chunk.len() / 2);
@@ -496,6 +589,45 @@ impl Driver for HttpDriver {
                 caps.protocol.join(", ")
             ),
         })
+    }
+
+    /// # Behavior
+    /// - [`Watch::Unsupported`] when `long_poll_secs` is 0, or the server does not advertise
+    ///   `long_poll` (or sends no `ETag`): the caller polls.
+    /// - The first call answers [`Watch::Changed`] once the server's capabilities are known.
+    /// - Later calls hold long polls against the last root any `/hashes` answer of this
+    ///   instance carried (the watch's own or a sync's listing, which the sync then pulled),
+    ///   learning it with one plain `GET /hashes` when there is none yet; they answer
+    ///   [`Watch::Changed`] when an answer names another root. A long poll that times out
+    ///   on the server (`304`) is sent again; one the server answered at once without holding
+    ///   it (no free slot) is sent again after a pause that doubles up to the wait.
+    /// - A failure (unreachable, refused, timed out) is the error of any request, after the
+    ///   usual retries: the caller backs off and calls again.
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        if self.long_poll.is_zero() || !self.capabilities().await?.long_poll {
+            return Ok(Watch::Unsupported);
+        }
+        if !self.watching.swap(true, Ordering::SeqCst) {
+            return Ok(Watch::Changed);
+        }
+        let mut pause = Backoff::new(UNHELD_PAUSE, self.long_poll);
+        loop {
+            let known = match self.last_root() {
+                Some(root) => root,
+                None => {
+                    self.list(None).await?;
+                    match self.last_root() {
+                        Some(root) => root,
+                        None => return Ok(Watch::Unsupported),
+                    }
+                }
+            };
+            match self.poll_once(&known).await? {
+                Polled::Changed => return Ok(Watch::Changed),
+                Polled::Held => pause.reset(),
+                Polled::NotHeld => pause.wait().await,
+            }
+        }
     }
 }
 

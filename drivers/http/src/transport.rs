@@ -103,6 +103,27 @@ impl Transport {
         limit: usize,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Answer, DriverError> {
+        self.exchange(what, Some(limit), build).await
+    }
+
+    /// [`Transport::send`] for a caller that needs only the status and headers of a
+    /// successful answer: its body is not read (the connection is closed instead), and the
+    /// answer's `body` is empty.
+    pub(crate) async fn send_unread(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer, DriverError> {
+        self.exchange(what, None, build).await
+    }
+
+    /// Sends with retries; `limit` caps a successful answer's body, `None` leaves it unread.
+    async fn exchange(
+        &self,
+        what: &str,
+        limit: Option<usize>,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer, DriverError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut attempt = 0;
         let mut tried_legacy = false;
@@ -153,17 +174,25 @@ impl Transport {
     }
 
     /// Reads an answer's body chunk by chunk: a successful answer larger than `limit` is an
-    /// error (the outer one: it fails this exchange); an error answer is cut at
-    /// [`ERROR_BODY_BYTES`]. The inner error is a transport failure while reading.
+    /// error (the outer one: it fails this exchange), and with no `limit` it is not read; an
+    /// error answer is cut at [`ERROR_BODY_BYTES`]. The inner error is a transport failure
+    /// while reading.
     async fn read(
         &self,
         what: &str,
         mut resp: reqwest::Response,
-        limit: usize,
+        limit: Option<usize>,
     ) -> Result<Result<Answer, reqwest::Error>, DriverError> {
         let status = resp.status();
         let headers = resp.headers().clone();
         let success = status.is_success();
+        let Some(limit) = limit.or((!success).then_some(ERROR_BODY_BYTES)) else {
+            return Ok(Ok(Answer {
+                status,
+                headers,
+                body: Vec::new(),
+            }));
+        };
         let cap = if success {
             limit
         } else {

@@ -15,6 +15,8 @@ pub(crate) const PROTOCOL_HEADER: &str = "hypertask-protocol";
 pub(crate) const MAX_BATCH_HEADER: &str = "hypertask-max-batch";
 /// `max_body_bytes`, repeated on `/hashes` answers.
 pub(crate) const MAX_BODY_HEADER: &str = "hypertask-max-body-bytes";
+/// `long_poll`, repeated on `/hashes` answers (`true`) when the server holds long polls.
+pub(crate) const LONG_POLL_HEADER: &str = "hypertask-long-poll";
 
 /// The versions this implementation speaks, newest last.
 #[cfg(feature = "server")]
@@ -83,6 +85,10 @@ pub(crate) struct CapabilitiesDoc {
     /// Whether `/hashes` carries an `ETag` and honours `If-None-Match`.
     #[serde(default)]
     pub(crate) etag: bool,
+    /// Whether `GET /hashes` with `If-None-Match` and `Prefer: wait=N` is held until the root
+    /// changes or N seconds pass (absent: no).
+    #[serde(default)]
+    pub(crate) long_poll: bool,
     /// The `Authorization` schemes accepted.
     #[serde(default)]
     pub(crate) auth: Vec<String>,

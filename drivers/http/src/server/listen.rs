@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::Service;
 
-use super::{router, ServerOptions};
+use super::{app, ServerOptions};
 
 /// How long the accept loop pauses after an accept error (out of file descriptors, say)
 /// before trying again, so the error does not spin.
@@ -56,8 +56,9 @@ pub async fn serve(
     };
     let max = opts.max_connections;
     let slots = Arc::new(Semaphore::new(max));
-    let app = router(store, opts);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Held long polls are answered when `stop_tx` fires, so shutdown does not wait them out.
+    let app = app(store, opts, Some(stop_rx.clone()));
     let mut shutdown = pin!(shutdown);
     loop {
         let slot = tokio::select! {

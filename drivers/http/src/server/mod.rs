@@ -26,12 +26,16 @@
 //!   arrive within `body_timeout` gets `408`; a request that takes longer than
 //!   `request_timeout` in all gets `503`.
 //!
+//! - `GET /hashes` with `If-None-Match` and `Prefer: wait=N` is a long poll (see
+//!   `long_poll`), advertised as `"long_poll": true` and `Hypertask-Long-Poll: true`.
+//!
 //! Limits ([`ServerOptions`]): at most `max_concurrent_requests` authenticated requests are
 //! handled at once and their bodies together hold at most `max_inflight_body_bytes`; others
 //! wait. Bodies are read as raw JSON per task and each task parsed on its own, so no document
 //! for the whole body is built. Connection limits and timeouts are in [`serve`].
 
 mod listen;
+mod long_poll;
 mod options;
 
 pub use listen::serve;
@@ -43,7 +47,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, ETAG,
     IF_NONE_MATCH, WWW_AUTHENTICATE,
@@ -57,11 +61,13 @@ use futures::StreamExt;
 use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Listing, Task, TaskId};
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
+use self::long_poll::{Changes, Hold};
 use crate::wire::{
     BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
-    TaskFailure, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSIONS,
+    TaskFailure, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
+    PROTOCOL_VERSIONS,
 };
 
 struct AppState {
@@ -74,16 +80,28 @@ struct AppState {
     requests: Semaphore,
     /// The body budget, in KiB ([`ServerOptions::body_permits`]).
     bodies: Semaphore,
+    /// What long polls share.
+    changes: Changes,
 }
 
 type Shared = State<Arc<AppState>>;
 
 /// The server's routes over `store`: `GET /hashes`, `POST /task/:id`, `GET /capabilities`,
 /// `POST /tasks`, with request logging, authentication, the request and body limits and the
-/// request timeout.
-pub fn router(store: Arc<dyn Driver>, mut opts: ServerOptions) -> Router {
+/// request timeout. Held long polls are released when the server stops only under [`serve`].
+pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
+    app(store, opts, None)
+}
+
+/// [`router`], releasing held long polls when `stop` becomes `true`.
+fn app(
+    store: Arc<dyn Driver>,
+    mut opts: ServerOptions,
+    stop: Option<watch::Receiver<bool>>,
+) -> Router {
     opts.max_batch = opts.max_batch.max(1);
     let state = Arc::new(AppState {
+        changes: Changes::new(&opts, stop),
         store,
         token_digest: opts
             .token
@@ -192,11 +210,29 @@ impl IntoResponse for ApiError {
 }
 
 /// Takes a request permit and the body's share of the body budget (waiting while either is
-/// spent), then runs the request within the request timeout.
-async fn limit(State(st): Shared, req: Request, next: Next) -> Response {
-    let Ok(_request) = st.requests.acquire().await else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
-            .into_response();
+/// spent), then runs the request within the request timeout. A long poll takes a long-poll
+/// slot instead (the handler takes a request permit whenever it reads the store) and gets its
+/// wait on top of the timeout; with every slot taken it is an ordinary request.
+async fn limit(State(st): Shared, mut req: Request, next: Next) -> Response {
+    let mut timeout = st.opts.request_timeout;
+    // The long-poll slot, kept until the answer is made.
+    let slot = long_poll::requested(&st.opts, &req).and_then(|wait| {
+        let permit = st.changes.slots.try_acquire().ok()?;
+        Some((permit, wait))
+    });
+    let _request = match &slot {
+        Some((_, wait)) => {
+            req.extensions_mut().insert(Hold { wait: *wait });
+            timeout += *wait;
+            None
+        }
+        None => match st.requests.acquire().await {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+                    .into_response()
+            }
+        },
     };
     let _body = if req.method() == Method::POST {
         let length = req
@@ -214,13 +250,13 @@ async fn limit(State(st): Shared, req: Request, next: Next) -> Response {
     } else {
         None
     };
-    match tokio::time::timeout(st.opts.request_timeout, next.run(req)).await {
+    match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the request took longer than {} s; try again",
-                st.opts.request_timeout.as_secs_f64()
+                timeout.as_secs_f64()
             ),
         )
         .into_response(),
@@ -288,16 +324,25 @@ fn presented_token(value: &str) -> Option<&str> {
         .then(|| token.trim())
 }
 
-/// `GET /hashes`: `{id: hash}` with `ETag: "<root>"`; `304` to a matching `If-None-Match`.
-async fn hashes(State(st): Shared, headers: HeaderMap) -> Response {
+/// `GET /hashes`: `{id: hash}` with `ETag: "<root>"`; `304` to a matching `If-None-Match`,
+/// after holding it when it is a long poll.
+async fn hashes(State(st): Shared, hold: Option<Extension<Hold>>, headers: HeaderMap) -> Response {
+    let known = known_root(&headers);
+    match (hold, known) {
+        (Some(Extension(hold)), Some(known)) => long_poll::hold(&st, hold, known, &headers).await,
+        (_, known) => listing(&st, &headers, known).await,
+    }
+}
+
+/// The `/hashes` answer as of now: `304` when `known` (the client's root) is the store's.
+async fn listing(st: &AppState, headers: &HeaderMap, known: Option<ContentHash>) -> Response {
     // The client's root goes to the store, which answers it without listing when it keeps its
     // root (a store only this server writes).
-    let known = known_root(&headers);
     let inventory = match st.store.hashes(known.as_ref()).await {
         Ok(Listing::Changed(inv)) => inv,
         Ok(Listing::Unchanged) => match known {
             Some(root) => {
-                return hashes_answer(&st, StatusCode::NOT_MODIFIED.into_response(), &root)
+                return hashes_answer(st, StatusCode::NOT_MODIFIED.into_response(), &root)
             }
             None => {
                 return ApiError::new(
@@ -313,12 +358,12 @@ async fn hashes(State(st): Shared, headers: HeaderMap) -> Response {
         tracing::warn!(error = %p.error, "stored entry is not a valid task; left out of /hashes");
     }
     let root = inventory.root();
-    let resp = if matches_etag(&headers, root.as_str()) {
+    let resp = if matches_etag(headers, root.as_str()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         Json(inventory.hashes).into_response()
     };
-    hashes_answer(&st, resp, &root)
+    hashes_answer(st, resp, &root)
 }
 
 /// The first entity tag of `If-None-Match` that is a root hash.
@@ -353,6 +398,12 @@ fn hashes_answer(st: &AppState, mut resp: Response, root: &ContentHash) -> Respo
         HeaderName::from_static(MAX_BODY_HEADER),
         HeaderValue::from(st.opts.max_body_bytes),
     );
+    if st.opts.max_long_polls > 0 {
+        h.insert(
+            HeaderName::from_static(LONG_POLL_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
     resp
 }
 
@@ -382,6 +433,7 @@ async fn capabilities(State(st): Shared) -> Json<CapabilitiesDoc> {
         max_body_bytes: Some(st.opts.max_body_bytes as u64),
         max_task_bytes: Some(st.opts.max_task_bytes as u64),
         etag: true,
+        long_poll: st.opts.max_long_polls > 0,
         auth: vec!["Bearer".into(), "hypertask".into()],
         server: Some("hypertask".into()),
         version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -474,10 +526,12 @@ fn client_state(
     Ok(Some(task))
 }
 
-/// Makes what a resolve wrote durable (commit, flush) before answering.
+/// Makes what a resolve wrote durable (commit, flush) before answering, then wakes the held
+/// long polls.
 async fn finish_writes(st: &AppState, wrote: bool) -> Result<(), ApiError> {
     if wrote {
         st.store.finish().await.map_err(|e| ApiError::store(&e))?;
+        st.changes.wrote();
     }
     Ok(())
 }

@@ -38,8 +38,19 @@ pub struct ServerOptions {
     /// How long a request's body may take to arrive; slower bodies get `408` (default 30 s).
     pub body_timeout: Duration,
     /// How long one request may take in all, store included; slower ones get `503`
-    /// (default 120 s).
+    /// (default 120 s). A held long poll gets its wait on top.
     pub request_timeout: Duration,
+    /// The longest a `GET /hashes` long poll (`Prefer: wait=N`) is held; a longer wait asked
+    /// for is cut to it (default 60 s). Whole seconds.
+    pub long_poll_max_wait: Duration,
+    /// Most long polls held at once; beyond it `Prefer: wait` is ignored and the request is
+    /// answered at once as a plain conditional GET (default 256; 0 turns long polling off).
+    /// Held requests wait outside `max_concurrent_requests`.
+    pub max_long_polls: usize,
+    /// How often the store's root is read again while long polls are held, for the writes
+    /// that do not go through this server (another server on the same database, a shared
+    /// file); one read serves every held request (default 5 s).
+    pub long_poll_recheck: Duration,
 }
 
 impl Default for ServerOptions {
@@ -56,13 +67,16 @@ impl Default for ServerOptions {
             idle_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
+            long_poll_max_wait: Duration::from_secs(60),
+            max_long_polls: 256,
+            long_poll_recheck: Duration::from_secs(5),
         }
     }
 }
 
 impl ServerOptions {
     /// Refuses options the server cannot run with: a token with surrounding whitespace, a
-    /// zero limit or timeout.
+    /// zero limit or timeout (`max_long_polls` may be 0: no long polls).
     pub fn validate(&self) -> Result<(), String> {
         if let Some(t) = &self.token {
             crate::config::check_token(t)?;
@@ -84,6 +98,8 @@ impl ServerOptions {
             ("idle_timeout_secs", self.idle_timeout),
             ("body_timeout_secs", self.body_timeout),
             ("request_timeout_secs", self.request_timeout),
+            ("long_poll_max_wait_secs", self.long_poll_max_wait),
+            ("long_poll_recheck_secs", self.long_poll_recheck),
         ] {
             if d.is_zero() {
                 return Err(format!("`{name}` must be a positive number of seconds"));
@@ -124,6 +140,9 @@ impl fmt::Debug for ServerOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("long_poll_max_wait", &self.long_poll_max_wait)
+            .field("max_long_polls", &self.max_long_polls)
+            .field("long_poll_recheck", &self.long_poll_recheck)
             .finish()
     }
 }
