@@ -41,14 +41,29 @@ fn serve(host: &Machine, port: u16) -> Server {
     }
 }
 
-/// A machine syncing with the fs directory `shared` (watched) and the server at `url` (polled
-/// every second: the test is about recovering, not about the default interval).
+/// A `poll_interval` far beyond [`DEADLINE`]: a change that arrives in time through the server
+/// was delivered by its long poll (or by a retry after a failure), never by polling.
+const NO_POLL: u64 = 3600;
+
+/// A machine syncing with the fs directory `shared` (watched) and the server at `url` (its
+/// long poll; not polled within the test).
 fn machine(shared: &Path, url: &str) -> Machine {
     let m = Machine::new();
     m.write_config(&format!(
-        "[drivers.box]\ntype = \"fs\"\npath = {}\n\n\
-         [drivers.web]\ntype = \"http\"\nurl = \"{url}\"\ntoken = \"{TOKEN}\"\npoll_interval = 1\n",
+        "[drivers.box]\ntype = \"fs\"\npath = {}\npoll_interval = {NO_POLL}\n\n\
+         [drivers.web]\ntype = \"http\"\nurl = \"{url}\"\ntoken = \"{TOKEN}\"\n\
+         poll_interval = {NO_POLL}\n",
         toml_path(shared)
+    ));
+    m
+}
+
+/// A machine syncing with the server at `url` only, through its long poll.
+fn web_only(url: &str) -> Machine {
+    let m = Machine::new();
+    m.write_config(&format!(
+        "[drivers.web]\ntype = \"http\"\nurl = \"{url}\"\ntoken = \"{TOKEN}\"\n\
+         poll_interval = {NO_POLL}\n"
     ));
     m
 }
@@ -244,6 +259,37 @@ fn two_daemons_keep_two_machines_in_sync_through_a_directory_and_a_server() {
         "water the ferns"
     );
 
+    // After the restart the long poll is held again: two machines on the server alone see
+    // each other's edits although neither polls within the test.
+    let (c, d) = (web_only(&server.url), web_only(&server.url));
+    let start = now();
+    let daemon_c = Daemon::start(&c);
+    let daemon_d = Daemon::start(&d);
+    eventually("C's and D's first syncs", &[&c, &d], || {
+        [&c, &d].iter().all(|m| {
+            status(m)["drivers"][0]["last_success"]
+                .as_str()
+                .is_some_and(|t| t > start.as_str())
+        })
+    });
+    let via_server = c.ok(&["add", "through", "the", "server"]).trim().to_owned();
+    eventually(
+        "C's add in D's cache through the long poll",
+        &[&c, &d],
+        || cached(&d, &via_server).is_some(),
+    );
+    // A and B were watching the same server: the add reaches them too, and A's modify
+    // comes back to C the same way.
+    eventually("C's add in A's cache", &[&a, &c], || {
+        cached(&a, &via_server).is_some()
+    });
+    a.ok(&["modify", &via_server, "through", "the", "server", "again"]);
+    eventually("A's modify in C's cache", &[&a, &c], || {
+        cached(&c, &via_server).is_some_and(|t| t["description"] == "through the server again")
+    });
+    assert_eq!(daemon_c.terminate().code(), Some(0));
+    assert_eq!(daemon_d.terminate().code(), Some(0));
+
     // One daemon per data directory: a second one exits 1 naming the first one's pid.
     let second = a.run(&["daemon"]);
     assert_eq!(second.status.code(), Some(1));
@@ -297,7 +343,8 @@ fn usage(pid: u32) -> (u64, u64) {
 }
 
 /// Edits on A arriving in B's cache, through an fs directory (watched) and through
-/// `hypertask serve` (polled every second: no long poll yet), and the daemon's idle cost. The
+/// `hypertask serve` (its long poll; `poll_interval` beyond the test), and the daemon's idle
+/// cost. The
 /// figures are printed for BENCHMARKS.md (`HYPERTASK_LONG=1` runs 20 edits per path); the test
 /// only asserts that every edit arrives.
 #[test]
@@ -316,7 +363,8 @@ fn propagation_latency_through_a_directory_and_a_server() {
         toml_path(shared.path())
     );
     let http_table = format!(
-        "[drivers.web]\ntype = \"http\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\npoll_interval = 1\n",
+        "[drivers.web]\ntype = \"http\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
+         poll_interval = {NO_POLL}\n",
         server.url
     );
     for (path, table) in [("fs", &fs_table), ("http", &http_table)] {
