@@ -140,3 +140,103 @@ async fn a_failing_driver_is_retried_while_the_other_syncs_and_recovers_by_itsel
     daemon_task.await.unwrap().unwrap();
     assert_eq!(running(&data_dir), (false, None));
 }
+
+/// A memory store whose change watch fails while `down` is set, then answers once per
+/// `changed` signal.
+#[derive(Debug)]
+struct Watched {
+    inner: MemoryStore,
+    down: AtomicBool,
+    changed: tokio::sync::Notify,
+    watches: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for Watched {
+    fn info(&self) -> DriverInfo {
+        self.inner.info()
+    }
+    async fn list(&self) -> Result<StoreInventory, DriverError> {
+        self.inner.list().await
+    }
+    async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
+        self.inner.get(ids).await
+    }
+    async fn put(&self, writes: Vec<Write>) -> Result<Puts, DriverError> {
+        self.inner.put(writes).await
+    }
+    async fn check(&self) -> Result<Health, DriverError> {
+        self.inner.check().await
+    }
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(DriverError::new(
+                "watched",
+                ErrorKind::Unavailable,
+                "the upstream is down",
+            ));
+        }
+        self.changed.notified().await;
+        Ok(Watch::Changed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_failed_resumes_long_before_the_poll_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let replica = Replica::open(tmp.path().join("data")).unwrap();
+    let store = Arc::new(Watched {
+        inner: MemoryStore::new("watched"),
+        down: AtomicBool::new(true),
+        changed: tokio::sync::Notify::new(),
+        watches: AtomicUsize::new(0),
+    });
+    let driver = Arc::new(StoreDriver::new(Arc::clone(&store)));
+    let options = DaemonOptions {
+        settle: Duration::from_millis(20),
+        retry_base: Duration::from_millis(20),
+        retry_cap: Duration::from_millis(200),
+        ..DaemonOptions::default()
+    };
+    let lock = DaemonLock::acquire(replica.data_dir()).unwrap();
+    // Polled once an hour: only the watch can bring the change within the test.
+    let daemon = Daemon::new(
+        lock,
+        replica.clone(),
+        vec![upstream(driver.clone())],
+        options,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon_task = tokio::spawn(daemon.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // The watch fails, and is tried again (more than once) within the test.
+    assert!(eventually(|| store.watches.load(Ordering::SeqCst) >= 3).await);
+    store.down.store(false, Ordering::SeqCst);
+    let before = store.watches.load(Ordering::SeqCst);
+    assert!(eventually(|| store.watches.load(Ordering::SeqCst) > before).await);
+
+    // An upstream change, told by the resumed watch, reaches the cache.
+    let task = Task::from_value(serde_json::json!({"id": "up1", "description": "d"})).unwrap();
+    let answers = driver
+        .resolve(crate::driver::Batch::from([(
+            TaskId::new("up1").unwrap(),
+            Some(task),
+        )]))
+        .await
+        .unwrap();
+    assert!(answers.values().all(Result::is_ok));
+    store.changed.notify_one();
+    let r = replica.clone();
+    assert!(
+        eventually(|| r
+            .scan()
+            .is_ok_and(|s| s.hashes.contains_key(&TaskId::new("up1").unwrap())))
+        .await
+    );
+
+    stop.send(()).unwrap();
+    daemon_task.await.unwrap().unwrap();
+}

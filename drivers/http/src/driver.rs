@@ -246,7 +246,19 @@ impl HttpDriver {
                     .header(PREFER, prefer.as_str())
                     .timeout(timeout)
             })
-            .await?;
+            .await
+            .map_err(|e| match e.kind() {
+                // The transport names `timeout_secs`; this request was allowed more.
+                ErrorKind::Timeout => self.t.origin.error(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what} to {} got no answer within {} s (its wait plus `timeout_secs`)",
+                        self.t.origin.url,
+                        timeout.as_secs_f64()
+                    ),
+                ),
+                _ => e,
+            })?;
         match answer.status {
             StatusCode::OK | StatusCode::NOT_MODIFIED => {}
             _ => return Err(self.t.origin.unexpected(what, &answer)),

@@ -1,9 +1,10 @@
 //! The http driver for hypertask, and the sync server it talks to (docs/http-protocol.md).
 //!
 //! - [`HttpDriver`] (kind `http`): the client. `[drivers.NAME] type = "http"` with `url`,
-//!   optional `token`, `timeout_secs`, `connect_timeout_secs`, `retries` and `max_tasks`
-//!   ([`HttpConfig`]). It uses `/capabilities`, ETags and `POST /tasks` batches when the
-//!   server offers them and falls back to v1.0 `POST /task/:id` otherwise.
+//!   optional `token`, `timeout_secs`, `connect_timeout_secs`, `retries`, `max_tasks` and
+//!   `long_poll_secs` ([`HttpConfig`]). It uses `/capabilities`, ETags, `POST /tasks` batches
+//!   and the `GET /hashes` long poll (for the daemon) when the server offers them and falls
+//!   back to v1.0 `POST /task/:id` otherwise.
 //! - `router` / `serve` (feature `server`): the axum server behind `hypertask serve`, storing
 //!   through any [`hypertask_core::Driver`] (usually a store-backed driver built from the
 //!   registry). A client-only user leaves the feature off and does not compile axum.
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 use hypertask_core::Registry;
 
-pub use config::{check_token, HttpConfig, DEFAULT_MAX_TASKS, MAX_RETRIES};
+pub use config::{check_token, HttpConfig, DEFAULT_LONG_POLL_SECS, DEFAULT_MAX_TASKS, MAX_RETRIES};
 pub use driver::HttpDriver;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]

@@ -525,3 +525,30 @@ async fn an_unreachable_server_is_a_retryable_error() {
         .unwrap_err();
     assert!(e.is_retryable(), "{e}");
 }
+
+#[tokio::test]
+async fn the_long_poll_outlives_the_request_timeout() {
+    let srv = Server::notified_only().await;
+    // Requests time out after half a second; a long poll is allowed its wait on top.
+    let d = Arc::new(srv.driver("watcher", |c| {
+        c.timeout_secs = 0.5;
+        c.retries = 0;
+        c.long_poll_secs = 20;
+    }));
+    assert_eq!(d.wait_for_change().await.unwrap(), Watch::Changed);
+    let _ = d.hashes(None).await.unwrap();
+    let waiting = {
+        let d = d.clone();
+        tokio::spawn(async move { d.wait_for_change().await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if waiting.is_finished() {
+        panic!("the long poll ended early: {:?}", waiting.await);
+    }
+    srv.write_through("t9", "after the request timeout").await;
+    let w = within("the driver's answer", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w, Watch::Changed);
+}

@@ -25,7 +25,6 @@
 //! - A task larger than `max_task_bytes` is an invalid task (`400`); a body that does not
 //!   arrive within `body_timeout` gets `408`; a request that takes longer than
 //!   `request_timeout` in all gets `503`.
-//!
 //! - `GET /hashes` with `If-None-Match` and `Prefer: wait=N` is a long poll (see
 //!   `long_poll`), advertised as `"long_poll": true` and `Hypertask-Long-Poll: true`.
 //!
