@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use git2::{Commit, Oid, Repository, RepositoryInitOptions, Tree};
 use hypertask_core::files::{lock_file, TaskDir};
-use hypertask_core::{DriverError, ErrorKind, Task, TaskId};
+use hypertask_core::{redact_url, DriverError, ErrorKind, Task, TaskId};
 
-use crate::config::{redact_url, Settings};
+use crate::config::Settings;
 use crate::error;
 
 /// The name of the remote in the clone.

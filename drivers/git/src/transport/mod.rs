@@ -17,9 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use git2::{Oid, Repository, RepositoryInitOptions};
-use hypertask_core::{Backoff, DriverError, ErrorKind};
+use hypertask_core::{redact_url, Backoff, DriverError, ErrorKind};
 
-use crate::config::{redact_url, RemoteLocation};
+use crate::config::RemoteLocation;
 use crate::error;
 use crate::repo::Session;
 use cli::{GitCli, Pushed, TransportError};
