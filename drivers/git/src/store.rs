@@ -404,6 +404,10 @@ impl Store for GitStore {
         })
         .await
     }
+
+    fn take_created(&self) -> Vec<String> {
+        self.clone.take_created()
+    }
 }
 
 fn entry(hash: ContentHash) -> Entry {

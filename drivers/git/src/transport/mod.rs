@@ -106,7 +106,11 @@ impl Session<'_> {
             .no_reinit(true)
             .initial_head(&self.branch_ref());
         match Repository::init_opts(path, &opts) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.clone
+                    .note_created(format!("the bare remote {}", path.display()));
+                Ok(())
+            }
             Err(e) if e.code() == git2::ErrorCode::Exists => Ok(()),
             Err(e) => Err(error::git(
                 self.name(),
