@@ -25,8 +25,8 @@ use super::{app, ServerOptions};
 /// before trying again, so the error does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then finishes the requests in
-/// flight and returns.
+/// Serves [`router`](super::router) on `listener` until `shutdown` completes, then answers
+/// held long polls at once, finishes the requests in flight and returns.
 ///
 /// At most `max_connections` connections are open at once; further ones wait in the
 /// listener's backlog until one closes. A connection that does not send a complete request
