@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use hypertask_core::Registry;
+use hypertask_core::{Registry, Secret};
 use hypertask_driver_http::{serve as run_server, shutdown_signal, ServerOptions};
 use serde_json::{json, Value};
 
@@ -92,7 +92,7 @@ pub(crate) fn serve(
 }
 
 /// The server options of `[server]`: each limit key left out keeps its default.
-fn options(server: &ServerSettings, token: Option<String>) -> Result<ServerOptions, String> {
+fn options(server: &ServerSettings, token: Option<Secret>) -> Result<ServerOptions, String> {
     let d = ServerOptions::default();
     let secs = |key: &str, v: Option<f64>, default: Duration| match v {
         None => Ok(default),

@@ -14,12 +14,12 @@
 //!   `*_file`) are relative to the file's directory; from the environment, to the current one.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use config::{Config, File, FileFormat};
 use hypertask_core::manage::attrs::{Schema, Uda};
+use hypertask_core::Secret;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -52,13 +52,13 @@ pub struct DriverEntry {
 }
 
 /// The `[server]` table (read now so configs holding it load; `hypertask serve` uses it).
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to listen on, `127.0.0.1:7878`.
     pub listen: Option<String>,
     /// The token clients must send.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Where the server stores tasks: an inline driver table (`{ type = "fs", path = "…" }`).
     pub store: Option<Value>,
     /// Serve without a token (only sensible on a trusted network).
@@ -91,30 +91,6 @@ pub struct ServerSettings {
     pub max_long_polls: Option<usize>,
     /// Seconds between reads of the store's root while long polls are held (default 5).
     pub long_poll_recheck_secs: Option<f64>,
-}
-
-impl fmt::Debug for ServerSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerSettings")
-            .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("store", &self.store)
-            .field("allow_no_auth", &self.allow_no_auth)
-            .field("max_batch", &self.max_batch)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_task_bytes", &self.max_task_bytes)
-            .field("max_connections", &self.max_connections)
-            .field("max_concurrent_requests", &self.max_concurrent_requests)
-            .field("max_inflight_body_bytes", &self.max_inflight_body_bytes)
-            .field("header_timeout_secs", &self.header_timeout_secs)
-            .field("idle_timeout_secs", &self.idle_timeout_secs)
-            .field("body_timeout_secs", &self.body_timeout_secs)
-            .field("request_timeout_secs", &self.request_timeout_secs)
-            .field("long_poll_max_wait_secs", &self.long_poll_max_wait_secs)
-            .field("max_long_polls", &self.max_long_polls)
-            .field("long_poll_recheck_secs", &self.long_poll_recheck_secs)
-            .finish()
-    }
 }
 
 /// The file's keys.
@@ -353,7 +329,7 @@ fn lookup(file: &FileSettings, path: &[String]) -> Option<Value> {
         Some("server") => {
             let s = file.server.as_ref()?;
             serde_json::json!({
-                "listen": s.listen, "token": s.token, "store": s.store,
+                "listen": s.listen, "token": s.token.as_ref().map(Secret::expose), "store": s.store,
                 "allow_no_auth": s.allow_no_auth,
             })
         }

@@ -22,6 +22,7 @@ mod memory;
 mod merge;
 mod redact;
 mod registry;
+mod secret;
 mod spec;
 mod store;
 mod sync;
@@ -44,6 +45,7 @@ pub use memory::MemoryStore;
 pub use merge::{lost_values, merge, merge_tasks, LostValue};
 pub use redact::redact_url;
 pub use registry::{Factory, Registry};
+pub use secret::Secret;
 pub use spec::{expand_path, DriverSpec, CORE_KEYS, DEFAULT_POLL_INTERVAL};
 pub use store::{
     decide, Decision, Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored,

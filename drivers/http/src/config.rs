@@ -1,20 +1,20 @@
 //! The `[drivers.NAME]` table of an http driver.
 
-use std::fmt;
 use std::time::Duration;
 
+use hypertask_core::Secret;
 use reqwest::Url;
 use serde::Deserialize;
 
 /// `[drivers.NAME] type = "http"`: where the sync server is and how to talk to it.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// The server's base URL, e.g. `http://127.0.0.1:7878` (`http` or `https`).
     pub url: String,
     /// The bearer token, when the server requires one.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Whole-request timeout in seconds (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
@@ -82,7 +82,7 @@ impl HttpConfig {
 
     /// The same config with `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(Secret::new(token));
         self
     }
 
@@ -110,7 +110,7 @@ impl HttpConfig {
     /// The token to send: `None` when unset or empty; an error when it has surrounding
     /// whitespace (see [`check_token`]).
     pub(crate) fn token(&self) -> Result<Option<&str>, String> {
-        match self.token.as_deref() {
+        match self.token.as_ref().map(Secret::expose) {
             None | Some("") => Ok(None),
             Some(t) => check_token(t).map(Some),
         }
@@ -153,20 +153,6 @@ fn seconds(key: &str, v: f64) -> Result<Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("`{key}` must be a positive number of seconds, not {v}"))
-}
-
-impl fmt::Debug for HttpConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpConfig")
-            .field("url", &self.url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("timeout_secs", &self.timeout_secs)
-            .field("connect_timeout_secs", &self.connect_timeout_secs)
-            .field("retries", &self.retries)
-            .field("max_tasks", &self.max_tasks)
-            .field("long_poll_secs", &self.long_poll_secs)
-            .finish()
-    }
 }
 
 #[cfg(test)]

@@ -104,8 +104,8 @@ fn app(
         store,
         token_digest: opts
             .token
-            .as_deref()
-            .map(|t| ContentHash::of_bytes(t.as_bytes())),
+            .as_ref()
+            .map(|t| ContentHash::of_bytes(t.expose().as_bytes())),
         requests: Semaphore::new(opts.max_concurrent_requests.max(1)),
         bodies: Semaphore::new(opts.body_budget().max(1)),
         opts,

@@ -1,17 +1,16 @@
 //! How the server runs: its token and every limit, with their defaults.
 
-use std::fmt;
 use std::time::Duration;
 
-use hypertask_core::DEFAULT_MAX_TASK_BYTES;
+use hypertask_core::{Secret, DEFAULT_MAX_TASK_BYTES};
 
 /// How the server runs. Every limit has a default that suits one user's server on a small
 /// machine; `hypertask serve` reads them from `[server]`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The token clients must present; `None` serves without authentication. Surrounding
     /// whitespace is refused by [`ServerOptions::validate`].
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Most tasks accepted in one `POST /tasks` (default 1000).
     pub max_batch: usize,
     /// Largest request body accepted, in bytes; larger bodies get `413` (default 16 MiB).
@@ -79,7 +78,7 @@ impl ServerOptions {
     /// zero limit or timeout (`max_long_polls` may be 0: no long polls).
     pub fn validate(&self) -> Result<(), String> {
         if let Some(t) = &self.token {
-            crate::config::check_token(t)?;
+            crate::config::check_token(t.expose())?;
         }
         for (name, v) in [
             ("max_batch", self.max_batch),
@@ -123,27 +122,6 @@ impl ServerOptions {
     /// The whole body budget, in the units of [`ServerOptions::body_permits`].
     pub(crate) fn body_budget(&self) -> usize {
         self.max_inflight_body_bytes.div_ceil(1024)
-    }
-}
-
-impl fmt::Debug for ServerOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerOptions")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("max_batch", &self.max_batch)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_task_bytes", &self.max_task_bytes)
-            .field("max_connections", &self.max_connections)
-            .field("max_concurrent_requests", &self.max_concurrent_requests)
-            .field("max_inflight_body_bytes", &self.max_inflight_body_bytes)
-            .field("header_timeout", &self.header_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("body_timeout", &self.body_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("long_poll_max_wait", &self.long_poll_max_wait)
-            .field("max_long_polls", &self.max_long_polls)
-            .field("long_poll_recheck", &self.long_poll_recheck)
-            .finish()
     }
 }
 
