@@ -263,6 +263,14 @@ async fn the_recorded_root_never_hides_a_change() {
     sync_with(&data, dir, "a", &remote, false).await;
     assert_eq!(cached("one").as_deref(), Some("1 by hand"));
 
+    // An edit by hand of the same size.
+    let path = clone.join("tasks/one.json");
+    let edited = newer("one", "1 BY HAND");
+    assert_eq!(edited.len() as u64, std::fs::metadata(&path).unwrap().len());
+    std::fs::write(&path, &edited).unwrap();
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(cached("one").as_deref(), Some("1 BY HAND"));
+
     // A commit made with plain git in the clone.
     std::fs::write(clone.join("tasks/two.json"), newer("two", "2 committed")).unwrap();
     git(&clone, &["commit", "--quiet", "-am", "by hand"]);
