@@ -139,7 +139,7 @@ impl Session<'_> {
             }
             match tracked.remove(name) {
                 Some(e) => {
-                    if !self.unchanged(&e, &entry.path(), index_time)? {
+                    if !self.unchanged(&e, &entry, index_time)? {
                         return Ok(false);
                     }
                 }
@@ -153,14 +153,16 @@ impl Session<'_> {
         Ok(tracked.is_empty())
     }
 
-    /// Whether the file at `path` still holds what index entry `e` records.
+    /// Whether the file of directory entry `entry` still holds what index entry `e` records.
     fn unchanged(
         &self,
         e: &IndexEntry,
-        path: &std::path::Path,
+        entry: &std::fs::DirEntry,
         index_time: Option<SystemTime>,
     ) -> Result<bool, DriverError> {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
+        // The entry's own metadata: a symbolic link is not followed, and the `stat` is made
+        // relative to the open directory instead of walking the whole path each time.
+        let Ok(meta) = entry.metadata() else {
             return Ok(false);
         };
         if !meta.file_type().is_file() {
@@ -189,7 +191,7 @@ impl Session<'_> {
             }
         }
         // The metadata cannot tell: compare the content, as git does.
-        match self.on_disk(path) {
+        match self.on_disk(&entry.path()) {
             OnDisk::File(bytes) => Ok(self.hash(&bytes)? == e.id),
             _ => Ok(false),
         }
