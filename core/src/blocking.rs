@@ -107,15 +107,26 @@ impl<S: BlockingStore> Blocking<S> {
         f: impl FnOnce(&S) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
         let store = self.inner.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(DriverError::new(
-                self.inner.info().name,
-                ErrorKind::Internal,
-                "the store's blocking call was cancelled (the runtime is shutting down)",
-            )),
-        }
+        run_blocking(&self.inner.info().name, move || f(&store)).await
+    }
+}
+
+/// Runs blocking work of driver instance `name` (file I/O, an embedded database, a C
+/// library) on tokio's blocking thread pool, never on the async reactor. A panic resumes in
+/// the caller, where [`crate::Checked`] reports it as the driver's; a call cancelled by a
+/// runtime shutting down is an [`ErrorKind::Internal`] error naming the driver.
+pub async fn run_blocking<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(DriverError::new(
+            name,
+            ErrorKind::Internal,
+            "the driver's blocking call was cancelled (the runtime is shutting down)",
+        )),
     }
 }
 

@@ -29,7 +29,7 @@ mod task;
 mod watch;
 
 pub use backoff::Backoff;
-pub use blocking::{Blocking, BlockingStore};
+pub use blocking::{run_blocking, Blocking, BlockingStore};
 pub use cache::{
     CacheError, CacheLock, ConflictRecord, Quarantined, Replica, Side, DEFAULT_LOCK_TIMEOUT,
 };

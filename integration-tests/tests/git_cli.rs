@@ -69,6 +69,29 @@ fn tags(t: &Value) -> Vec<&str> {
 }
 
 #[test]
+fn the_first_sync_names_the_clone_and_the_remote_it_created() {
+    let m = Machine::new();
+    let remote = m.dir.path().join("remote.git");
+    let clone = m.dir.path().join("clone");
+    m.write_config(&format!(
+        "[drivers.repo]\ntype = \"git\"\npath = {}\nremote = {}\ncreate_remote = true\n",
+        toml_path(&clone),
+        toml_path(&remote)
+    ));
+    m.ok(&["add", "water", "plants"]);
+    let said = m.ok(&["sync"]);
+    assert!(
+        said.contains(&format!(
+            "created a git repository at {} and the bare remote {}",
+            clone.display(),
+            remote.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "1");
+}
+
+#[test]
 fn two_machines_share_tasks_through_one_bare_remote() {
     let tmp = tempfile::tempdir().unwrap();
     let remote = bare_remote(tmp.path());
@@ -77,7 +100,16 @@ fn two_machines_share_tasks_through_one_bare_remote() {
     // Machine 1 adds a task and syncs: the clone is created and one commit is pushed.
     let milk = m1.ok(&["add", "buy", "milk", "+home"]).trim().to_owned();
     assert!(!milk.is_empty());
-    m1.ok(&["sync"]);
+    let said = m1.ok(&["sync"]);
+    let clone = m1.dir.path().join("clone");
+    assert!(
+        said.contains(&format!("created a git repository at {}", clone.display())),
+        "the first sync says it created the clone: {said}"
+    );
+    assert!(
+        !m1.ok(&["sync"]).contains("created"),
+        "only the first sync says so"
+    );
     assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "1");
     let subject = git(&remote, &["log", "-1", "--format=%s", "main"]);
     assert!(

@@ -11,7 +11,7 @@ pub async fn empty_upstream_lists_nothing(h: &dyn Harness) -> Verdict {
         "a fresh upstream lists tasks"
     );
     let empty = root_hash(&Hashes::new());
-    match a.hashes(Some(&empty)).await.expect("hashes") {
+    match a.hashes(Some(&empty)).await.or_fail("hashes") {
         Listing::Unchanged => {}
         Listing::Changed(inv) => assert!(inv.hashes.is_empty()),
     }
@@ -175,7 +175,7 @@ pub async fn hashes_match_canonical_hashes(h: &dyn Harness) -> Verdict {
         let got = reads
             .remove(task.id())
             .expect("answer")
-            .expect("read")
+            .or_fail("read")
             .expect("stored");
         assert_eq!(
             got.hash(),
@@ -281,7 +281,7 @@ pub async fn batch_equals_singles(h: &dyn Harness) -> Verdict {
     for task in &tasks {
         let answer = batched.get(task.id()).expect("every id answered");
         let single = resolve_one(c.as_ref(), Some(task.clone()), task.id()).await;
-        assert_eq!(answer.as_ref().expect("resolves"), &single);
+        assert_eq!(answer.as_ref().or_fail("resolves"), &single);
     }
     assert_eq!(
         listed(a.as_ref(), "batch-").await,
@@ -307,7 +307,7 @@ pub async fn answers_are_keyed_by_id(h: &dyn Harness) -> Verdict {
     for task in &tasks {
         let got = answers[task.id()]
             .as_ref()
-            .expect("resolves")
+            .or_fail("resolves")
             .as_ref()
             .expect("stored");
         assert_eq!(
@@ -322,7 +322,7 @@ pub async fn answers_are_keyed_by_id(h: &dyn Harness) -> Verdict {
     for task in &tasks {
         let got = reads[task.id()]
             .as_ref()
-            .expect("reads")
+            .or_fail("reads")
             .as_ref()
             .expect("stored");
         assert_eq!(got, task, "read of {} answered another task", task.id());
@@ -401,15 +401,17 @@ pub async fn read_only_sync_writes_nothing(h: &dyn Harness) -> Verdict {
     let task = t("ro-1", json!({"description": "stored"}));
     resolve_one(a.as_ref(), Some(task.clone()), task.id()).await;
     let before = listed(b.as_ref(), "").await;
-    b.begin(Access::Read).await.expect("begin a read-only sync");
-    b.hashes(None).await.expect("hashes");
+    b.begin(Access::Read)
+        .await
+        .or_fail("begin a read-only sync");
+    b.hashes(None).await.or_fail("hashes");
     let answers = b
         .resolve(Batch::from([
             (task.id().clone(), None),
             (id("ro-missing"), None),
         ]))
         .await
-        .expect("read");
+        .or_fail("read");
     assert_eq!(answers[task.id()].as_ref().unwrap().as_ref(), Some(&task));
     assert_eq!(
         listed(a.as_ref(), "").await,
@@ -431,8 +433,8 @@ pub async fn cheap_root_is_honoured(h: &dyn Harness) -> Verdict {
     if !a.info().capabilities.cheap_root {
         return Verdict::Skipped("the driver does not declare cheap_root");
     }
-    a.begin(Access::Read).await.expect("begin");
-    match a.hashes(Some(&root_hash(&all))).await.expect("hashes") {
+    a.begin(Access::Read).await.or_fail("begin");
+    match a.hashes(Some(&root_hash(&all))).await.or_fail("hashes") {
         Listing::Unchanged => Verdict::Passed,
         Listing::Changed(_) => {
             panic!("declares cheap_root but listed everything for a matching root")
@@ -449,8 +451,8 @@ pub async fn corrupt_entry_is_reported_and_kept(h: &dyn Harness) -> Verdict {
         return Verdict::Skipped("the harness cannot plant a raw entry");
     }
     let a = up.client().await;
-    a.begin(Access::Write).await.expect("begin");
-    let inventory = match a.hashes(None).await.expect("hashes") {
+    a.begin(Access::Write).await.or_fail("begin");
+    let inventory = match a.hashes(None).await.or_fail("hashes") {
         Listing::Changed(inv) => inv,
         Listing::Unchanged => panic!("hashes(None) must list the upstream"),
     };
@@ -476,16 +478,16 @@ pub async fn corrupt_entry_is_reported_and_kept(h: &dyn Harness) -> Verdict {
             (good.id().clone(), Some(good.clone())),
         ]))
         .await
-        .expect("a corrupt entry does not fail the batch");
-    a.finish().await.expect("finish");
+        .or_fail("a corrupt entry does not fail the batch");
+    a.finish().await.or_fail("finish");
     assert!(
         answers[&bad].is_err(),
         "a write over a corrupt entry must fail alone"
     );
     assert_eq!(answers[good.id()].as_ref().unwrap().as_ref(), Some(&good));
     let b = up.client().await;
-    b.begin(Access::Read).await.expect("begin");
-    match b.hashes(None).await.expect("hashes") {
+    b.begin(Access::Read).await.or_fail("begin");
+    match b.hashes(None).await.or_fail("hashes") {
         Listing::Changed(inv) => assert!(
             inv.problems.iter().any(|p| p.id.as_ref() == Some(&bad)),
             "the corrupt entry was overwritten"

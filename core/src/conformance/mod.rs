@@ -218,7 +218,7 @@ pub fn run_case_blocking(harness: &dyn Harness, name: &str) {
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("a tokio runtime for the conformance case");
+        .or_fail("a tokio runtime for the conformance case");
     match runtime.block_on(run_case(harness, name)) {
         Ok(_) => {}
         Err(reason) => panic!("conformance case {name} failed: {reason}"),
@@ -278,20 +278,35 @@ macro_rules! conformance_tests {
 // ---------------------------------------------------------------------------------------------
 // Helpers: each models what the engine does in one sync.
 
+/// `expect` that fails a case with the error's sentence (its `Display`), not its `Debug`:
+/// the reason `hypertask driver-test` prints.
+trait OrFail<T> {
+    fn or_fail(self, what: &str) -> T;
+}
+
+impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
+    #[track_caller]
+    fn or_fail(self, what: &str) -> T {
+        self.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
 fn t(id: &str, v: serde_json::Value) -> Task {
     let mut doc = v;
     doc["id"] = json!(id);
-    Task::from_value(doc).expect("conformance task is valid")
+    Task::from_value(doc).or_fail("conformance task is valid")
 }
 
 fn id(s: &str) -> TaskId {
-    TaskId::new(s).expect("valid id")
+    TaskId::new(s).or_fail("valid id")
 }
 
 /// The listing of `d` restricted to ids starting with `prefix` (the case's own tasks).
 async fn listed(d: &dyn Driver, prefix: &str) -> Hashes {
-    d.begin(Access::Read).await.expect("begin a read-only sync");
-    match d.hashes(None).await.expect("hashes") {
+    d.begin(Access::Read)
+        .await
+        .or_fail("begin a read-only sync");
+    match d.hashes(None).await.or_fail("hashes") {
         Listing::Changed(inv) => {
             let problems: Vec<String> = inv
                 .problems
@@ -314,9 +329,9 @@ async fn listed(d: &dyn Driver, prefix: &str) -> Hashes {
 
 /// One writing sync: begin, resolve, finish.
 async fn sync(d: &dyn Driver, batch: Batch) -> Answers {
-    d.begin(Access::Write).await.expect("begin a sync");
-    let answers = d.resolve(batch).await.expect("resolve");
-    d.finish().await.expect("finish the sync");
+    d.begin(Access::Write).await.or_fail("begin a sync");
+    let answers = d.resolve(batch).await.or_fail("resolve");
+    d.finish().await.or_fail("finish the sync");
     answers
 }
 
@@ -327,7 +342,7 @@ async fn resolve_one(d: &dyn Driver, state: Option<Task>, tid: &TaskId) -> Optio
     let answer = answers
         .remove(tid)
         .unwrap_or_else(|| panic!("no answer keyed by the id asked ({tid})"));
-    let task = answer.expect("the task resolves");
+    let task = answer.or_fail("the task resolves");
     if let Some(t) = &task {
         assert_eq!(t.id(), tid, "the answer is the task asked for");
     }
@@ -336,10 +351,12 @@ async fn resolve_one(d: &dyn Driver, state: Option<Task>, tid: &TaskId) -> Optio
 
 /// Reads tasks in a read-only sync.
 async fn read(d: &dyn Driver, ids: &[TaskId]) -> Answers {
-    d.begin(Access::Read).await.expect("begin a read-only sync");
+    d.begin(Access::Read)
+        .await
+        .or_fail("begin a read-only sync");
     d.resolve(ids.iter().map(|i| (i.clone(), None)).collect())
         .await
-        .expect("read")
+        .or_fail("read")
 }
 
 async fn read_one(d: &dyn Driver, tid: &TaskId) -> Option<Task> {
@@ -347,7 +364,7 @@ async fn read_one(d: &dyn Driver, tid: &TaskId) -> Option<Task> {
     answers
         .remove(tid)
         .unwrap_or_else(|| panic!("no answer keyed by the id asked ({tid})"))
-        .expect("the task reads")
+        .or_fail("the task reads")
 }
 
 fn batch_of(tasks: &[Task]) -> Batch {

@@ -6,7 +6,7 @@ use super::*;
 async fn store_of(h: &dyn Harness) -> Option<(Box<dyn Upstream>, Arc<dyn Store>)> {
     let up = h.upstream().await;
     let store = up.store().await?;
-    store.begin(Access::Write).await.expect("begin");
+    store.begin(Access::Write).await.or_fail("begin");
     Some((up, store))
 }
 
@@ -22,7 +22,7 @@ pub async fn store_get_answers_every_id_in_any_order(h: &dyn Harness) -> Verdict
     let puts = s
         .put(tasks.iter().map(|t| Write::new(t.clone(), None)).collect())
         .await
-        .expect("put");
+        .or_fail("put");
     assert!(
         puts.values()
             .all(|p| matches!(p, Ok(PutOutcome::Written(_)))),
@@ -33,7 +33,7 @@ pub async fn store_get_answers_every_id_in_any_order(h: &dyn Harness) -> Verdict
         vec!["sget-b", "sget-a", "sget-missing", "sget-c"],
     ] {
         let ids: Vec<TaskId> = order.iter().map(|n| id(n)).collect();
-        let gets = s.get(&ids).await.expect("get");
+        let gets = s.get(&ids).await.or_fail("get");
         let asked: BTreeSet<&TaskId> = ids.iter().collect();
         assert_eq!(
             gets.keys().collect::<BTreeSet<_>>(),
@@ -51,7 +51,7 @@ pub async fn store_get_answers_every_id_in_any_order(h: &dyn Harness) -> Verdict
             );
         }
     }
-    s.finish().await.expect("finish");
+    s.finish().await.or_fail("finish");
     Verdict::Passed
 }
 
@@ -70,10 +70,10 @@ pub async fn store_listing_matches_get(h: &dyn Harness) -> Verdict {
         .collect();
     s.put(tasks.iter().map(|t| Write::new(t.clone(), None)).collect())
         .await
-        .expect("put");
-    let listing = s.list().await.expect("list");
+        .or_fail("put");
+    let listing = s.list().await.or_fail("list");
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id().clone()).collect();
-    let gets = s.get(&ids).await.expect("get");
+    let gets = s.get(&ids).await.or_fail("get");
     for task in &tasks {
         let entry = listing.entries.get(task.id()).expect("listed");
         let stored = gets[task.id()].as_ref().unwrap().as_ref().expect("stored");
@@ -83,7 +83,7 @@ pub async fn store_listing_matches_get(h: &dyn Harness) -> Verdict {
             "listed version is the one get returns"
         );
     }
-    s.finish().await.expect("finish");
+    s.finish().await.or_fail("finish");
     Verdict::Passed
 }
 
@@ -107,10 +107,10 @@ pub async fn store_put_is_compare_and_swap(h: &dyn Harness) -> Verdict {
     let put = |w: Write| {
         let s = s.clone();
         async move {
-            let mut out = s.put(vec![w]).await.expect("put");
+            let mut out = s.put(vec![w]).await.or_fail("put");
             out.remove(&id("scas-1"))
                 .expect("answered by id")
-                .expect("no error")
+                .or_fail("no error")
         }
     };
     let PutOutcome::Written(ver1) = put(Write::new(v1.clone(), None)).await else {
@@ -135,7 +135,7 @@ pub async fn store_put_is_compare_and_swap(h: &dyn Harness) -> Verdict {
         PutOutcome::Conflict,
         "the replaced version is stale now"
     );
-    let stored = s.get(&[id("scas-1")]).await.expect("get");
+    let stored = s.get(&[id("scas-1")]).await.or_fail("get");
     let stored = stored[&id("scas-1")]
         .as_ref()
         .unwrap()
@@ -146,7 +146,7 @@ pub async fn store_put_is_compare_and_swap(h: &dyn Harness) -> Verdict {
         "a conflicting write changed the stored task"
     );
     assert_eq!(stored.version, ver2);
-    s.finish().await.expect("finish");
+    s.finish().await.or_fail("finish");
     Verdict::Passed
 }
 
@@ -158,19 +158,19 @@ pub async fn store_put_of_the_same_state_changes_nothing(h: &dyn Harness) -> Ver
     let task = t("ssame-1", json!({"description": "once"}));
     s.put(vec![Write::new(task.clone(), None)])
         .await
-        .expect("put");
-    let before = s.list().await.expect("list").entries;
+        .or_fail("put");
+    let before = s.list().await.or_fail("list").entries;
     let version = before[task.id()].version.clone();
     let again = s
         .put(vec![Write::new(task.clone(), Some(version))])
         .await
-        .expect("put");
+        .or_fail("put");
     assert!(
         matches!(again[task.id()], Ok(PutOutcome::Written(_))),
         "{again:?}"
     );
-    assert_eq!(s.list().await.expect("list").entries, before);
-    s.finish().await.expect("finish");
+    assert_eq!(s.list().await.or_fail("list").entries, before);
+    s.finish().await.or_fail("finish");
     Verdict::Passed
 }
 
@@ -178,9 +178,9 @@ pub async fn store_put_of_the_same_state_changes_nothing(h: &dyn Harness) -> Ver
 pub async fn finish_and_check_succeed(h: &dyn Harness) -> Verdict {
     let up = h.upstream().await;
     let a = up.client().await;
-    a.begin(Access::Write).await.expect("begin");
-    a.finish().await.expect("finish with nothing written");
-    let health = a.check().await.expect("check");
+    a.begin(Access::Write).await.or_fail("begin");
+    a.finish().await.or_fail("finish with nothing written");
+    let health = a.check().await.or_fail("check");
     assert!(
         health.ok,
         "a healthy upstream reports ok: {}",

@@ -49,12 +49,3 @@ pub(crate) fn locked(name: &str, lock: &Path) -> DriverError {
         format!("another process holds {} ; try again later", lock.display()),
     )
 }
-
-/// A blocking job panicked or was cancelled.
-pub(crate) fn join(name: &str, e: tokio::task::JoinError) -> DriverError {
-    DriverError::new(
-        name,
-        ErrorKind::Io,
-        format!("background file work failed: {e}"),
-    )
-}

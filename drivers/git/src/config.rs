@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use hypertask_core::{expand_path, DriverError, ErrorKind};
+use hypertask_core::{expand_path, redact_url, DriverError, ErrorKind};
 use serde::Deserialize;
 
 /// The options of a `type = "git"` driver.
@@ -137,9 +137,8 @@ fn classify_remote(r: &str) -> Result<RemoteLocation, String> {
         if rest.is_empty() {
             return Err("`remote` = \"file://\" names no repository".into());
         }
-        return Ok(RemoteLocation::Local(absolute(Path::new(&percent_decode(
-            rest,
-        )))));
+        let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+        return Ok(RemoteLocation::Local(absolute(Path::new(decoded.as_ref()))));
     }
     if let Some((scheme, _)) = r.split_once("://") {
         let plain = !scheme.is_empty()
@@ -165,48 +164,9 @@ fn classify_remote(r: &str) -> Result<RemoteLocation, String> {
     Ok(RemoteLocation::Local(absolute(&expand_path(r))))
 }
 
-/// Decodes `%XX` escapes in a `file://` URL path.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// An absolute form of `p` (relative to the current directory), without touching the disk.
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
-}
-
-/// A URL with any password replaced by `***`, for messages and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
 }
 
 impl fmt::Debug for GitConfig {

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use git2::{Commit, Oid, Repository, RepositoryInitOptions, Tree};
 use hypertask_core::files::{lock_file, TaskDir};
-use hypertask_core::{DriverError, ErrorKind, Task, TaskId};
+use hypertask_core::{redact_url, DriverError, ErrorKind, Task, TaskId};
 
-use crate::config::{redact_url, Settings};
+use crate::config::Settings;
 use crate::error;
 
 /// The name of the remote in the clone.
@@ -30,6 +30,9 @@ pub(crate) struct WorkingClone {
     pub(crate) settings: Settings,
     pub(crate) host: String,
     pub(crate) tasks: TaskDir,
+    /// What this instance created (the clone, a local bare remote), told once by
+    /// `take_created`.
+    created: std::sync::Mutex<Vec<String>>,
 }
 
 impl WorkingClone {
@@ -45,7 +48,21 @@ impl WorkingClone {
             settings,
             host: hostname(),
             tasks,
+            created: Default::default(),
         }
+    }
+
+    /// Records that this instance created `what` (a few words naming it).
+    pub(crate) fn note_created(&self, what: String) {
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
+    }
+
+    /// What was created since the last call.
+    pub(crate) fn take_created(&self) -> Vec<String> {
+        std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Opens the clone (creating it when missing) and takes its process lock.
@@ -102,7 +119,10 @@ impl WorkingClone {
             .mkpath(true)
             .no_reinit(true);
         match Repository::init_opts(path, &opts) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.note_created(format!("a git repository at {}", path.display()));
+                Ok(())
+            }
             // Another process created it first.
             Err(e) if e.code() == git2::ErrorCode::Exists => Ok(()),
             Err(e) => Err(error::git(

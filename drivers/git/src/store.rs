@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypertask_core::{
-    async_trait, decide, root_hash, Access, Capabilities, ContentHash, Decision, DriverError,
-    DriverInfo, Entry, ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts, Store,
-    StoreInventory, Stored, Task, TaskId, Version, Write,
+    async_trait, decide, redact_url, root_hash, Access, Capabilities, ContentHash, Decision,
+    DriverError, DriverInfo, Entry, ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts,
+    Store, StoreInventory, Stored, Task, TaskId, Version, Write,
 };
 
 use crate::commit::Committed;
-use crate::config::{redact_url, GitConfig};
+use crate::config::GitConfig;
 use crate::error;
 use crate::preview::Preview;
 use crate::repo::{parse_task, Session, WorkingClone};
@@ -97,8 +97,7 @@ impl GitStore {
         F: FnOnce(&Session<'_>, &WorkingClone) -> Result<T, DriverError> + Send + 'static,
     {
         let clone = self.clone.clone();
-        let name = clone.name.clone();
-        tokio::task::spawn_blocking(move || {
+        hypertask_core::run_blocking(&self.clone.name, move || {
             let start = std::time::Instant::now();
             let session = clone.session()?;
             let out = f(&session, &clone);
@@ -106,7 +105,6 @@ impl GitStore {
             out
         })
         .await
-        .map_err(|e| DriverError::new(name, ErrorKind::Io, format!("git worker failed: {e}")))?
     }
 
     /// The current sync's access and dry-run view, beginning a writing sync when none was.
@@ -415,6 +413,10 @@ impl Store for GitStore {
             })
         })
         .await
+    }
+
+    fn take_created(&self) -> Vec<String> {
+        self.clone.take_created()
     }
 }
 

@@ -44,12 +44,3 @@ pub(crate) fn invalid(name: &str, path: &Path, id: &str, why: &str) -> DriverErr
         ),
     )
 }
-
-/// A blocking job panicked or was cancelled.
-pub(crate) fn join(name: &str, e: tokio::task::JoinError) -> DriverError {
-    DriverError::new(
-        name,
-        ErrorKind::Internal,
-        format!("background database work failed: {e}"),
-    )
-}

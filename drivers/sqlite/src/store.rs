@@ -95,10 +95,7 @@ impl SqliteStore {
         F: FnOnce(&Inner) -> Result<T, DriverError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        let name = inner.name.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| error::join(&name, e))?
+        hypertask_core::run_blocking(&self.inner.name, move || f(&inner)).await
     }
 }
 

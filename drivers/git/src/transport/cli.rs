@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hypertask_core::ErrorKind;
 
-use crate::config::redact_url;
+use hypertask_core::redact_url;
 
 /// How much of git's stdout and stderr is kept; the rest is read and dropped.
 const MAX_OUTPUT: usize = 64 * 1024;

@@ -17,9 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use git2::{Oid, Repository, RepositoryInitOptions};
-use hypertask_core::{Backoff, DriverError, ErrorKind};
+use hypertask_core::{redact_url, Backoff, DriverError, ErrorKind};
 
-use crate::config::{redact_url, RemoteLocation};
+use crate::config::RemoteLocation;
 use crate::error;
 use crate::repo::Session;
 use cli::{GitCli, Pushed, TransportError};
@@ -106,7 +106,11 @@ impl Session<'_> {
             .no_reinit(true)
             .initial_head(&self.branch_ref());
         match Repository::init_opts(path, &opts) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.clone
+                    .note_created(format!("the bare remote {}", path.display()));
+                Ok(())
+            }
             Err(e) if e.code() == git2::ErrorCode::Exists => Ok(()),
             Err(e) => Err(error::git(
                 self.name(),
