@@ -248,10 +248,26 @@ impl Replica {
         }
     }
 
-    /// Writes tasks atomically and durably; the caller holds the lock.
+    /// Writes tasks atomically and durably (durable once [`flush`](Self::flush) returns, after
+    /// [`defer_flush`](Self::defer_flush)); the caller holds the lock.
     pub fn put(&self, _lock: &CacheLock, tasks: &[Task]) -> Result<(), CacheError> {
         self.tasks
             .write_batch(tasks)
+            .map_err(io_err(self.tasks.dir()))
+    }
+
+    /// Until [`flush`](Self::flush), [`put`](Self::put) renames files into place without
+    /// flushing each batch (see [`TaskDir::defer_flush`]): a sync flushes once, at its end.
+    pub fn defer_flush(&self, _lock: &CacheLock) {
+        self.tasks.defer_flush();
+    }
+
+    /// Flushes everything [`put`](Self::put) wrote since [`defer_flush`](Self::defer_flush)
+    /// and saves the head record; nothing that depends on those files is recorded before it.
+    pub fn flush(&self) -> Result<(), CacheError> {
+        self.tasks
+            .flush()
+            .map(|_| ())
             .map_err(io_err(self.tasks.dir()))
     }
 

@@ -18,12 +18,12 @@ use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{root_of, ContentHash, Hashes};
-use crate::head::{count_listing, count_task_read, DirStamp, Head};
+use crate::head::{count_flush, count_listing, count_task_read, DirStamp, Head};
 pub use crate::head::{io_counts, IoCounts};
 use crate::task::{Task, TaskId, DEFAULT_MAX_TASK_BYTES};
 
@@ -117,6 +117,20 @@ struct Inner {
     own_generation: Arc<AtomicU64>,
     durability: Durability,
     max_task_bytes: usize,
+    /// Writes whose flush waits for [`TaskDir::flush`], shared by clones.
+    deferred: Arc<Mutex<Deferred>>,
+}
+
+/// The state of a directory whose writes are flushed once, at the end of a sync.
+#[derive(Debug, Default)]
+struct Deferred {
+    /// [`TaskDir::defer_flush`] was called and [`TaskDir::flush`] not yet.
+    on: bool,
+    /// Files renamed into place since the last flush (bounded by one sync's writes).
+    written: Vec<PathBuf>,
+    /// The head the writes carried on, saved by the flush (the record on disk is removed
+    /// meanwhile, so nothing trusts a root whose files may not be on disk yet).
+    head: Option<Head>,
 }
 
 /// A read or parse failure of one file.
@@ -148,6 +162,7 @@ impl TaskDir {
                 own_generation: Arc::new(AtomicU64::new(0)),
                 durability,
                 max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+                deferred: Arc::default(),
             }),
         }
     }
@@ -206,7 +221,8 @@ impl TaskDir {
 
     fn trusted_head(&self) -> Option<Head> {
         let path = self.inner.head_path.as_ref()?;
-        let head = Head::load(path)?;
+        let pending = self.deferred().head.clone();
+        let head = pending.or_else(|| Head::load(path))?;
         let now = DirStamp::of(&self.inner.dir).ok()?;
         let own = match self.inner.own_generation.load(Ordering::Relaxed) {
             0 => None,
@@ -322,13 +338,13 @@ impl TaskDir {
         if let (Some(path), Some(stamp)) = (&self.inner.head_path, stamp) {
             if scan.problems.is_empty() {
                 let head = Head::new(fresh.generation, fresh.root(), fresh.entries.len(), stamp);
-                head.save(path);
+                self.keep_head(path, head);
                 // This process has just seen the directory: its own writes carry the head on.
                 self.inner
                     .own_generation
                     .store(fresh.generation, Ordering::Relaxed);
             } else {
-                Head::forget(path);
+                self.drop_head(path);
             }
         }
         Ok(scan)
@@ -383,13 +399,25 @@ impl TaskDir {
     }
 
     /// Writes tasks atomically (temporary file, then rename: never a torn file) and durably per
-    /// batch: when this returns, every file of the batch is on disk.
+    /// batch: when this returns, every file of the batch is on disk — unless
+    /// [`defer_flush`](Self::defer_flush) moved the flush of [`Durability::Batch`] to
+    /// [`flush`](Self::flush).
     pub fn write_batch(&self, tasks: &[Task]) -> io::Result<()> {
         if tasks.is_empty() {
             return Ok(());
         }
         let dir = &self.inner.dir;
-        let durability = self.inner.durability;
+        let mut durability = self.inner.durability;
+        if durability == Durability::Batch {
+            let mut deferred = self.deferred();
+            if deferred.on {
+                // Noted before the first rename: a failure half-way still leaves a flush due.
+                deferred
+                    .written
+                    .extend(tasks.iter().map(|t| self.path_of(t.id())));
+                durability = Durability::None;
+            }
+        }
         // Whether the head describes the directory up to this write (before any temp file
         // changes its stamp): only then does the write carry it on.
         let head = self.trusted_head();
@@ -462,13 +490,76 @@ impl TaskDir {
         match (carried, after) {
             (Some(_), Some(after)) if complete => {
                 let head = Head::new(index.generation, index.root(), index.entries.len(), after);
-                head.save(path);
+                self.keep_head(path, head);
                 self.inner
                     .own_generation
                     .store(index.generation, Ordering::Relaxed);
             }
-            _ => Head::forget(path),
+            _ => self.drop_head(path),
         }
+    }
+
+    /// From now until [`flush`](Self::flush), [`write_batch`](Self::write_batch) under
+    /// [`Durability::Batch`] renames its files into place without flushing them: a sync
+    /// writing 10,000 tasks in batches of 1,000 then flushes the file system once, not ten
+    /// times. Meanwhile the head record is kept in memory only, so no other process (nor this
+    /// one after a crash) trusts a root whose files may not be on disk yet. The other modes
+    /// are unchanged: `PerFile` still flushes every file, `None` nothing.
+    pub fn defer_flush(&self) {
+        self.deferred().on = true;
+    }
+
+    /// Ends [`defer_flush`](Self::defer_flush): when anything was written since, flushes the
+    /// file system holding the directory (`syncfs` on Linux, an `fsync` of every file
+    /// elsewhere) and the directory, then saves the head record the writes carried on. When
+    /// this returns `Ok`, every file written since `defer_flush` is on disk; call it before
+    /// recording anything that depends on them. `Ok(true)`: the file system was flushed.
+    ///
+    /// # Errors
+    /// The flush's I/O error; the head record then stays removed (the next scan lists).
+    pub fn flush(&self) -> io::Result<bool> {
+        let (written, head) = {
+            let mut deferred = self.deferred();
+            deferred.on = false;
+            (std::mem::take(&mut deferred.written), deferred.head.take())
+        };
+        let flushed = !written.is_empty();
+        if flushed {
+            let dir = &self.inner.dir;
+            sync_filesystem(dir, written.iter().map(PathBuf::as_path))?;
+            sync_dir(dir)?;
+        }
+        if let (Some(path), Some(head)) = (&self.inner.head_path, head) {
+            head.save(path);
+        }
+        Ok(flushed)
+    }
+
+    fn deferred(&self) -> std::sync::MutexGuard<'_, Deferred> {
+        self.inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `head` as the directory's head: on disk, or in memory while a flush is due.
+    fn keep_head(&self, path: &Path, head: Head) {
+        let mut deferred = self.deferred();
+        if deferred.on && !deferred.written.is_empty() {
+            deferred.head = Some(head);
+            drop(deferred);
+            Head::forget(path);
+        } else {
+            deferred.head = None;
+            drop(deferred);
+            head.save(path);
+        }
+    }
+
+    /// No head is trusted until the next listing.
+    fn drop_head(&self, path: &Path) {
+        self.deferred().head = None;
+        Head::forget(path);
     }
 
     fn load_index(&self) -> Index {
@@ -743,14 +834,21 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// of each elsewhere.
 #[cfg(target_os = "linux")]
 fn sync_filesystem<'a>(dir: &Path, _files: impl Iterator<Item = &'a Path>) -> io::Result<()> {
+    count_flush();
     let d = File::open(dir)?;
     rustix::fs::syncfs(&d).map_err(io::Error::from)
 }
 
 #[cfg(not(target_os = "linux"))]
 fn sync_filesystem<'a>(_dir: &Path, files: impl Iterator<Item = &'a Path>) -> io::Result<()> {
+    count_flush();
     for f in files {
-        File::open(f)?.sync_all()?;
+        match File::open(f) {
+            Ok(file) => file.sync_all()?,
+            // Moved away since it was written (a quarantine): nothing of it left to flush.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -144,6 +144,7 @@ fn nanos(t: Option<SystemTime>) -> i128 {
 
 static TASK_READS: AtomicU64 = AtomicU64::new(0);
 static DIR_LISTINGS: AtomicU64 = AtomicU64::new(0);
+static FLUSHES: AtomicU64 = AtomicU64::new(0);
 
 /// How much file work task directories did in this process, for tests that pin what an
 /// operation costs without timing it.
@@ -153,6 +154,8 @@ pub struct IoCounts {
     pub task_reads: u64,
     /// Full listings of a task directory (a `readdir` and a `stat` of every file).
     pub dir_listings: u64,
+    /// Flushes of written task files (a `syncfs` on Linux, a round of `fsync`s elsewhere).
+    pub flushes: u64,
 }
 
 /// The counts so far; subtract two readings to count one operation.
@@ -160,6 +163,7 @@ pub fn io_counts() -> IoCounts {
     IoCounts {
         task_reads: TASK_READS.load(Ordering::Relaxed),
         dir_listings: DIR_LISTINGS.load(Ordering::Relaxed),
+        flushes: FLUSHES.load(Ordering::Relaxed),
     }
 }
 
@@ -169,6 +173,10 @@ pub(crate) fn count_task_read() {
 
 pub(crate) fn count_listing() {
     DIR_LISTINGS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn count_flush() {
+    FLUSHES.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

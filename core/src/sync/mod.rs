@@ -151,6 +151,8 @@ impl Engine {
             let replica = self.replica.clone();
             let timeout = self.options.lock_timeout;
             let lock = blocking(move || replica.sync_lock(timeout)).await?;
+            // The sync's cache writes are flushed once, before anything is recorded.
+            self.replica.defer_flush(&lock);
             (Access::Write, Some(lock))
         };
         let mut report = SyncReport::new(&self.drivers, self.options.dry_run);
@@ -197,7 +199,13 @@ impl Engine {
                     }
                     Err(Stop::Driver(e)) => rep.fail(&e),
                     Err(Stop::Guard(msg)) => rep.error = Some(msg),
-                    Err(Stop::Cache(e)) => return Err(e),
+                    Err(Stop::Cache(e)) => {
+                        // What was written so far is still made durable; the error stands.
+                        if let Err(flush) = self.flush().await {
+                            tracing::warn!("{flush}");
+                        }
+                        return Err(e);
+                    }
                 }
                 if rep.error.is_some() {
                     local_root = None;
@@ -216,6 +224,9 @@ impl Engine {
         }
 
         if cx.sync_lock.is_some() {
+            // The cache's writes reach the disk before any driver commits or anything records
+            // this sync (last-sync times, status, the head record).
+            self.flush().await?;
             for ((driver, rep), began) in self.drivers.iter().zip(&mut report.drivers).zip(&began) {
                 if !began {
                     continue;
@@ -405,6 +416,12 @@ impl Engine {
             }
         })
         .await;
+    }
+
+    /// Flushes the cache's writes of this sync (see [`Replica::defer_flush`]).
+    async fn flush(&self) -> Result<(), CacheError> {
+        let replica = self.replica.clone();
+        blocking(move || replica.flush()).await
     }
 
     /// Runs `f` off the reactor under the cache's write lock, held only for `f`.

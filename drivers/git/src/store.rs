@@ -27,9 +27,10 @@ use crate::KIND;
 ///   looks: it computes what the clone would hold, writing nothing to the clone or the remote.
 /// - `list` and `get` read the working tree's task files (plus, in a dry run, that view).
 /// - `put` compare-and-swaps against the working tree's files under the clone's process lock
-///   and writes them; nothing is committed yet.
+///   and writes them (atomically, not yet flushed); nothing is committed yet.
 /// - `finish` makes one commit of everything the sync wrote and of task files edited by hand,
-///   saying how many tasks changed, and pushes it; a rejected push fetches, merges per task and
+///   saying how many tasks changed (a large change's blobs in one pack), flushes the files
+///   and objects once before the branch moves to it, and pushes it; a rejected push fetches, merges per task and
 ///   pushes again (bounded). With nothing to commit or push it does nothing.
 ///
 /// A caller that never calls `begin` gets a writing sync begun by its first call.
@@ -144,6 +145,9 @@ impl Store for GitStore {
             )),
             Access::Write => {
                 self.run("begin", |session, _| session.catch_up()).await?;
+                // The task files `put` writes are flushed once, by `finish`, before the
+                // commit that records them moves the branch.
+                self.clone.tasks.defer_flush();
                 None
             }
         };
@@ -360,6 +364,12 @@ impl Store for GitStore {
             } else {
                 session.commit(&staged, true)?
             };
+            // Files written that the commit did not need (or none) are flushed all the same.
+            session
+                .clone
+                .tasks
+                .flush()
+                .map_err(|e| error::io(session.name(), session.clone.tasks.dir().display(), e))?;
             let after_commit = head(session)?;
             session.push()?;
             let merged = head(session)? != after_commit;

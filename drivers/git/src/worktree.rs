@@ -22,7 +22,7 @@ use crate::repo::{parse_task, Session};
 use crate::tree::{task_files, task_id_of_path, MODE_BLOB, MODE_EXECUTABLE, MODE_TREE, TASKS_DIR};
 
 /// libgit2's `GIT_INDEX_ENTRY_SKIP_WORKTREE` (in the extended flags).
-const SKIP_WORKTREE: u16 = 1 << 14;
+pub(crate) const SKIP_WORKTREE: u16 = 1 << 14;
 /// How deep a remote tree is followed when recording it in the index.
 const MAX_TREE_DEPTH: usize = 32;
 /// How many entries that are not task files are recorded in the index at most; a tree with

@@ -183,6 +183,26 @@ async fn a_sync_of_2500_tasks_is_one_commit_and_a_no_op_sync_is_none() {
         2500
     );
     assert_eq!(git(&dir.join("a"), &["status", "--porcelain"]), "");
+    // The 2,500 blobs went into one pack, not 2,500 loose objects, and the clone is sound.
+    let objects = |repo: &Path| {
+        let counts = git(repo, &["count-objects", "-v"]);
+        let field = |name: &str| -> usize {
+            let line = counts.lines().find_map(|l| l.strip_prefix(name));
+            line.unwrap().trim().parse().unwrap()
+        };
+        (field("count:"), field("in-pack:"))
+    };
+    let (loose, packed) = objects(&dir.join("a"));
+    assert!(
+        loose < 10 && packed >= 2500,
+        "loose {loose}, packed {packed}"
+    );
+    git(&dir.join("a"), &["fsck", "--strict", "--no-dangling"]);
+    let reflog = git(&dir.join("a"), &["reflog", "-1", "--format=%gs", "main"]);
+    assert!(
+        reflog.starts_with("commit: hypertask: 2500 tasks"),
+        "{reflog}"
+    );
 
     // Nothing to do: no commit, no push (the remote's ref and reflog stay as they are).
     let (tip, head) = (ref_of(&remote, "main"), ref_of(&dir.join("a"), "HEAD"));
@@ -197,6 +217,12 @@ async fn a_sync_of_2500_tasks_is_one_commit_and_a_no_op_sync_is_none() {
             "nothing sent"
         );
     }
+
+    // A small change stays loose: one blob, two trees and the commit.
+    put_local(&data, &[task("late", "one more")]);
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(objects(&dir.join("a")), (loose + 4, packed));
+    git(&dir.join("a"), &["fsck", "--strict", "--no-dangling"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,6 +262,14 @@ async fn the_recorded_root_never_hides_a_change() {
     std::fs::write(clone.join("tasks/one.json"), newer("one", "1 by hand")).unwrap();
     sync_with(&data, dir, "a", &remote, false).await;
     assert_eq!(cached("one").as_deref(), Some("1 by hand"));
+
+    // An edit by hand of the same size.
+    let path = clone.join("tasks/one.json");
+    let edited = newer("one", "1 BY HAND");
+    assert_eq!(edited.len() as u64, std::fs::metadata(&path).unwrap().len());
+    std::fs::write(&path, &edited).unwrap();
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(cached("one").as_deref(), Some("1 BY HAND"));
 
     // A commit made with plain git in the clone.
     std::fs::write(clone.join("tasks/two.json"), newer("two", "2 committed")).unwrap();
