@@ -1,6 +1,7 @@
-//! A directory of task files, `<dir>/<id>.json`: the local cache's format and the fs driver's;
-//! and the one place for safe file access in directories other people can write to (a shared
-//! folder, a git working clone, the cache itself).
+//! A directory of task files, `<dir>/<id>.json`: the local cache's format and the fs driver's
+//! ([`TaskDir`]: scanning with a stat index, reading, atomic batch writes, one flush per sync);
+//! and, in `safe`, the one place for safe file access in directories other people can write to
+//! (a shared folder, a git working clone, the cache itself):
 //!
 //! - [`open_regular`] and [`read_capped`] read only regular files: a symbolic link is never
 //!   followed, a FIFO or device never blocks, and the check uses the opened handle's metadata,
@@ -13,9 +14,16 @@
 //!
 //! Blocking: call it from `spawn_blocking` in async code.
 
+mod safe;
+
+pub use safe::{
+    create_exclusive, file_safe_name, lock_file, open_regular, read_capped, write_atomic,
+};
+use safe::{not_regular, read_capped_meta, sync_dir, too_large_message};
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -584,221 +592,6 @@ impl TaskDir {
     }
 }
 
-/// Takes an exclusive lock on `path` (created when missing), polling up to `timeout` while
-/// another process holds it. `Ok(None)`: the wait ran out. The lock lasts as long as the file
-/// stays open, and the OS releases it when its process dies, so a crash never leaves it stuck.
-///
-/// The lock file may sit where others can write (a shared folder): it is opened without
-/// following a symbolic link (so nothing is ever created or truncated through one) and without
-/// blocking, and anything but a regular file is refused with an `InvalidData` error.
-pub fn lock_file(path: &Path, timeout: std::time::Duration) -> io::Result<Option<File>> {
-    refuse_link(path)?;
-    let mut options = fs::OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    let file = no_follow(&mut options)
-        .open(path)
-        .map_err(|e| explain_open_error(path, e))?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(not_regular(meta.file_type()));
-    }
-    let start = std::time::Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(file)),
-            Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(fs::TryLockError::Error(e)) => return Err(e),
-        }
-    }
-}
-
-/// Opens `path` for reading if, and only if, it is a regular file. A symbolic link is never
-/// followed (`O_NOFOLLOW`), a FIFO or device never blocks the open (`O_NONBLOCK`), and the check
-/// uses the metadata of the opened handle, so the file cannot be swapped after it.
-///
-/// # Errors
-/// `NotFound` when nothing is there; `InvalidData` ("is a symbolic link, not a regular file")
-/// for anything that is not a regular file; other I/O errors as they come.
-pub fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
-    refuse_link(path)?;
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    let file = no_follow(&mut options)
-        .open(path)
-        .map_err(|e| explain_open_error(path, e))?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(not_regular(meta.file_type()));
-    }
-    Ok((file, meta))
-}
-
-/// Reads a regular file (see [`open_regular`]) of at most `max` bytes. A larger file is refused
-/// by its size before anything is read, and reading stops after `max + 1` bytes should it grow
-/// meanwhile, so a huge (or sparse) file costs one `fstat`.
-///
-/// # Errors
-/// Those of [`open_regular`], and `FileTooLarge` when the file holds more than `max` bytes.
-pub fn read_capped(path: &Path, max: usize) -> io::Result<Vec<u8>> {
-    read_capped_meta(path, max).map(|(bytes, _)| bytes)
-}
-
-fn read_capped_meta(path: &Path, max: usize) -> io::Result<(Vec<u8>, fs::Metadata)> {
-    let (file, meta) = open_regular(path)?;
-    let too_large = || {
-        io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            format!("holds more than the limit of {max} bytes"),
-        )
-    };
-    if meta.len() > max as u64 {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > max {
-        return Err(too_large());
-    }
-    Ok((bytes, meta))
-}
-
-/// Creates a new file in `dir` named `prefix` followed by 128 random bits in hex, so nobody can
-/// plant anything at the name beforehand. The file is created exclusively (`O_CREAT|O_EXCL`,
-/// never through a symbolic link): an existing name is never opened, another is drawn.
-pub fn create_exclusive(dir: &Path, prefix: &str) -> io::Result<(PathBuf, File)> {
-    let mut attempts = 0;
-    loop {
-        let path = dir.join(format!("{prefix}{:032x}", rand::random::<u128>()));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        match no_follow(&mut options).open(&path) {
-            Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Never follow a symbolic link in the last component, never block opening a FIFO or device.
-#[cfg(unix)]
-fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    options.custom_flags(flags.bits() as i32)
-}
-
-/// Elsewhere the open itself may follow a link: [`refuse_link`] checks the path first, and the
-/// check of the opened handle still applies.
-#[cfg(not(unix))]
-fn no_follow(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
-    options
-}
-
-/// Where opens cannot refuse to follow a link, refuses a path that is one before opening it.
-#[cfg(not(unix))]
-fn refuse_link(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(not_regular(meta.file_type())),
-        _ => Ok(()),
-    }
-}
-
-#[cfg(unix)]
-fn refuse_link(_: &Path) -> io::Result<()> {
-    Ok(())
-}
-
-/// An open refused because of what the path is (`ELOOP` for a symbolic link under
-/// `O_NOFOLLOW`, `ENXIO` for a FIFO without a reader) says what it is.
-fn explain_open_error(path: &Path, e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::NotFound {
-        return e;
-    }
-    match fs::symlink_metadata(path) {
-        Ok(meta) if !meta.is_file() => not_regular(meta.file_type()),
-        _ => e,
-    }
-}
-
-/// "is a symbolic link, not a regular file", as an `InvalidData` error.
-fn not_regular(file_type: fs::FileType) -> io::Error {
-    let what = if file_type.is_symlink() {
-        "a symbolic link"
-    } else if file_type.is_dir() {
-        "a directory"
-    } else {
-        special_kind(file_type)
-    };
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("is {what}, not a regular file"),
-    )
-}
-
-#[cfg(unix)]
-fn special_kind(file_type: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_block_device() || file_type.is_char_device() {
-        "a device"
-    } else {
-        "a special file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: fs::FileType) -> &'static str {
-    "a special file"
-}
-
-fn too_large_message(max: usize) -> String {
-    format!("is larger than the limit of {max} bytes for one task (max_task_bytes)")
-}
-
-/// `name` with every character but `A-Z a-z 0-9 - _` replaced by `_`: a config-given name
-/// (a driver instance) made safe as a file name.
-pub fn file_safe_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Writes one file atomically: a new file made by [`create_exclusive`] in the same directory,
-/// then a rename over `path` (which replaces a symbolic link there, never writes through it).
-pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let (tmp, mut f) = create_exclusive(dir, &format!(".{name}.tmp-"))?;
-    let result = (|| -> io::Result<()> {
-        f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
-        if durable {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 fn stamp_of(meta: &fs::Metadata) -> Stamp {
     let mtime_ns = meta
         .modified()
@@ -814,19 +607,6 @@ fn stamp_of(meta: &fs::Metadata) -> Stamp {
         len: meta.len(),
         mtime_ns,
         ino,
-    }
-}
-
-/// Flushes a directory entry change (a rename) to disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
     }
 }
 
@@ -855,6 +635,7 @@ fn sync_filesystem<'a>(_dir: &Path, files: impl Iterator<Item = &'a Path>) -> io
 
 #[cfg(all(test, unix))]
 mod tests {
+    use super::safe::no_follow;
     use super::*;
     use std::os::unix::fs::symlink;
     use std::sync::mpsc;
