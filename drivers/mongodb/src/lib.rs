@@ -24,6 +24,11 @@
 //!
 //! Connecting is lazy (listing drivers never connects) and fails fast: finding a server gives
 //! up after 3 s by default (`server_selection_timeout_ms`), with an error naming the instance.
+//!
+//! `hypertask daemon` follows the collection with a change stream (events projected down to
+//! their resume token: only the fact of a change is kept) where the server offers one (a
+//! replica set or sharded cluster); a standalone server refuses it and is polled at
+//! `poll_interval`.
 #![deny(missing_docs)]
 
 mod config;
@@ -43,7 +48,7 @@ pub const KIND: &str = "mongodb";
 
 /// Builds the store of a `[drivers.NAME] type = "mongodb"` table (or a server's `store`).
 pub fn store_from_spec(spec: &DriverSpec) -> Result<MongoStore, DriverError> {
-    MongoStore::new(&spec.name, spec.config::<MongoConfig>()?)
+    Ok(MongoStore::new(&spec.name, spec.config::<MongoConfig>()?)?.with_timeout(spec.timeout))
 }
 
 /// Registers the mongodb driver's factory.

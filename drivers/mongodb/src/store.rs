@@ -3,19 +3,21 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use hypertask_core::{
     async_trait, root_hash, Access, Capabilities, ContentHash, DriverError, DriverInfo, Entry,
     ErrorKind, Gets, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, TaskId,
-    Version, Write,
+    Version, Watch, Write,
 };
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::InsertManyError;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection};
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
+use tokio::task::JoinHandle;
 
 use crate::config::{MongoConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_SERVER_SELECTION_TIMEOUT_MS};
 use crate::document::{from_document, to_document, HASH_FIELD};
@@ -48,6 +50,57 @@ pub struct MongoStore {
     listed: AtomicUsize,
     /// Whether this sync may write (a dry run leaves even the root document alone).
     writable: AtomicBool,
+    /// How long one operation may take (the driver table's `timeout`): bounds opening the
+    /// change stream, which core's per-operation guard leaves unbounded.
+    timeout: Duration,
+    /// The change stream behind [`Store::wait_for_change`]; a lock so that one call opens it.
+    watch: tokio::sync::Mutex<WatchState>,
+}
+
+/// Where [`Store::wait_for_change`] stands.
+enum WatchState {
+    /// Not opened yet, or ended and reported: the next call opens it.
+    Closed,
+    /// The server refused a change stream (a standalone server): the caller polls.
+    Unsupported,
+    /// A background task reads the stream and signals each event.
+    Open {
+        /// What the task signals.
+        signal: Arc<StreamSignal>,
+        /// The task, held only to be aborted with this state.
+        _reader: AbortOnDrop,
+    },
+}
+
+/// What the task reading the change stream tells [`Store::wait_for_change`]: only that
+/// something happened (one stored permit, so events coalesce and none is lost), and why the
+/// stream ended.
+#[derive(Default)]
+struct StreamSignal {
+    event: Notify,
+    ended: Mutex<Option<DriverError>>,
+}
+
+impl StreamSignal {
+    fn has_ended(&self) -> bool {
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn take_end(&self) -> Option<DriverError> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The task reading the change stream, aborted when the store (or a reopened stream) drops it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl fmt::Debug for MongoStore {
@@ -82,7 +135,16 @@ impl MongoStore {
             client: OnceCell::new(),
             listed: AtomicUsize::new(0),
             writable: AtomicBool::new(true),
+            timeout: hypertask_core::DEFAULT_TIMEOUT,
+            watch: tokio::sync::Mutex::new(WatchState::Closed),
         })
+    }
+
+    /// The same store with `timeout` for opening its change stream (a driver table's
+    /// `timeout`; 60 s by default).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The configuration.
@@ -202,6 +264,75 @@ impl MongoStore {
             .await
             .map_err(|e| convert(&self.name, &what, e))?;
         Ok(())
+    }
+
+    /// Opens a change stream on the tasks collection and spawns the task that reads it:
+    /// `None` when the server refuses change streams.
+    async fn open_stream(&self) -> Result<Option<WatchState>, DriverError> {
+        let coll = self.collection().await?;
+        let what = self.doing("opening a change stream");
+        // Only the fact of a change is wanted: keep the event's `_id` (its resume token, which
+        // the stream needs), drop the rest (an insert's whole document).
+        let opening = coll.watch().pipeline([doc! { "$project": { "_id": 1 } }]);
+        let stream = match tokio::time::timeout(self.timeout, opening).await {
+            Err(_) => {
+                return Err(DriverError::new(
+                    &self.name,
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what}: no answer within {:.1} s (the driver's `timeout`)",
+                        self.timeout.as_secs_f64()
+                    ),
+                ))
+            }
+            Ok(Err(e)) => {
+                let refused = matches!(*e.kind, mongodb::error::ErrorKind::Command(_));
+                let error = convert(&self.name, &what, e);
+                // A command error a retry cannot help: a standalone server ("The $changeStream
+                // stage is only supported on replica sets"), or a user without the privilege.
+                if refused && !error.is_retryable() {
+                    return Ok(None);
+                }
+                return Err(error);
+            }
+            Ok(Ok(stream)) => stream.with_type::<Document>(),
+        };
+        let signal = Arc::new(StreamSignal::default());
+        let task = {
+            let signal = Arc::clone(&signal);
+            let name = self.name.clone();
+            let what = self.doing("following the change stream");
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let error = loop {
+                    match stream.next().await {
+                        Some(Ok(_)) => signal.event.notify_one(),
+                        Some(Err(e)) => {
+                            let e = convert(&name, &what, e);
+                            break if e.is_retryable() {
+                                e
+                            } else {
+                                DriverError::new(&name, ErrorKind::Unavailable, e.message())
+                            };
+                        }
+                        // Invalidated (the collection was dropped or renamed) or closed.
+                        None => {
+                            break DriverError::new(
+                                &name,
+                                ErrorKind::Unavailable,
+                                format!("{what}: the server ended it"),
+                            )
+                        }
+                    }
+                };
+                *signal.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+                signal.event.notify_one();
+            })
+        };
+        Ok(Some(WatchState::Open {
+            signal,
+            _reader: AbortOnDrop(task),
+        }))
     }
 
     fn invalid(&self, id: &str, message: impl fmt::Display) -> DriverError {
@@ -473,6 +604,57 @@ impl Store for MongoStore {
 
     async fn check(&self) -> Result<Health, DriverError> {
         self.check_server().await
+    }
+
+    /// Follows a change stream on the tasks collection (changes by any client), where the
+    /// server offers change streams (a replica set or sharded cluster; not a standalone
+    /// server, which is polled).
+    ///
+    /// # Behavior
+    /// - The first call opens the stream (giving up after the driver's `timeout`) and answers
+    ///   [`Watch::Changed`]; a server that refuses it answers [`Watch::Unsupported`], then and
+    ///   on every later call.
+    /// - A background task reads the stream and keeps only the fact that something changed,
+    ///   so a dropped wait loses nothing and a burst is one answer.
+    /// - A stream that ends or fails makes the next call return a retryable error; the call
+    ///   after it opens a new stream.
+    async fn wait_for_change(&self) -> Result<Watch, DriverError> {
+        let signal = {
+            let mut state = self.watch.lock().await;
+            match &*state {
+                WatchState::Unsupported => return Ok(Watch::Unsupported),
+                WatchState::Open { signal, .. } => Arc::clone(signal),
+                WatchState::Closed => {
+                    *state = self.open_stream().await?.unwrap_or(WatchState::Unsupported);
+                    return Ok(match *state {
+                        WatchState::Unsupported => Watch::Unsupported,
+                        _ => Watch::Changed,
+                    });
+                }
+            }
+        };
+        // Checked before waiting too: a call dropped after the last signal left the end here.
+        if !signal.has_ended() {
+            signal.event.notified().await;
+            if !signal.has_ended() {
+                return Ok(Watch::Changed);
+            }
+        }
+        // The error stays in the signal until the state is closed under the lock, so a call
+        // dropped in between leaves it to the next.
+        let mut state = self.watch.lock().await;
+        let ended = match &*state {
+            WatchState::Open { signal: s, .. } if Arc::ptr_eq(s, &signal) => signal.take_end(),
+            _ => None,
+        };
+        match ended {
+            Some(error) => {
+                *state = WatchState::Closed;
+                Err(error)
+            }
+            // Another call reported it (and may have reopened): a spurious answer is allowed.
+            None => Ok(Watch::Changed),
+        }
     }
 }
 
