@@ -119,11 +119,9 @@ async fn a_stream_that_ends_is_a_retryable_error_then_reopens() {
     );
 }
 
-/// Needs a standalone server (no change streams), which scripts/test does not start: run it
-/// with `HYPERTASK_TEST_MONGODB_STANDALONE_URI` set to one (e.g. SecantusDB's `--standalone`)
-/// and `--ignored`.
+/// A standalone server (no change streams; scripts/test starts SecantusDB `--standalone` and
+/// names it in `HYPERTASK_TEST_MONGODB_STANDALONE_URI`) is left to polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs HYPERTASK_TEST_MONGODB_STANDALONE_URI, a standalone server"]
 async fn a_standalone_server_is_polled() {
     let uri = std::env::var("HYPERTASK_TEST_MONGODB_STANDALONE_URI")
         .expect("HYPERTASK_TEST_MONGODB_STANDALONE_URI names a standalone server");
