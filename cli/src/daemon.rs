@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use hypertask_core::daemon::{self, Daemon, DaemonLock, DaemonOptions, Termination, Upstream};
-use hypertask_core::{Registry, Replica, SyncOptions};
+use hypertask_core::{Registry, SyncOptions};
 
 use crate::output::{out, Table};
 use crate::remote;
@@ -16,7 +16,7 @@ pub(crate) fn daemon(settings: &Settings, registry: &Registry) -> Result<bool> {
             remote::origin(settings)
         );
     }
-    let replica = Replica::open(&settings.data_dir)?;
+    let replica = settings.replica()?;
     // First, so a second daemon says at once which process holds the data directory.
     let lock = DaemonLock::acquire(&settings.data_dir)?;
     let runtime = remote::runtime()?;
@@ -53,7 +53,7 @@ pub(crate) fn daemon(settings: &Settings, registry: &Registry) -> Result<bool> {
 
 /// `status [--json]`.
 pub(crate) fn status(settings: &Settings, json: bool) -> Result<bool> {
-    let replica = Replica::open(&settings.data_dir)?;
+    let replica = settings.replica()?;
     let drivers: Vec<(String, String)> = settings
         .drivers
         .iter()

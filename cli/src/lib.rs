@@ -42,7 +42,7 @@ use anyhow::Result;
 use clap::CommandFactory as _;
 use clap::Parser as _;
 use hypertask_core::manage::Status;
-use hypertask_core::{Registry, Replica};
+use hypertask_core::Registry;
 
 use args::{Cli, Command};
 use session::Session;
@@ -255,9 +255,7 @@ fn dispatch(cli: Cli, registry: &Registry) -> Result<bool> {
         Command::Purge { days } => edit::purge(&session()?, days)?,
         Command::Import { file } => return transfer::import(&session()?, &file),
         Command::Export { filter } => transfer::export(&session()?, &filter.words)?,
-        Command::Conflicts { json } => {
-            reports::conflicts(&Replica::open(&settings.data_dir)?, json.json)?
-        }
+        Command::Conflicts { json } => reports::conflicts(&settings.replica()?, json.json)?,
         Command::Sync {
             drivers,
             dry_run,

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hypertask_core::{
-    Checked, Driver, DriverReport, DriverSpec, Engine, Health, Progress, Registry, Replica,
-    SyncOptions,
+    Checked, Driver, DriverReport, DriverSpec, Engine, Health, Progress, Registry, SyncOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -85,6 +84,7 @@ pub(crate) fn spec_of(
         .and_then(|f| f.parent())
         .map(|d| d.to_owned());
     DriverSpec::from_table(name, table, &settings.data_dir, config_dir)
+        .map(|spec| spec.with_durability(settings.durability))
 }
 
 /// Where the settings came from, for "nothing configured" messages.
@@ -121,7 +121,7 @@ pub(crate) fn sync(settings: &Settings, registry: &Registry, args: SyncArgs) -> 
     let _entered = runtime.enter();
     let (drivers, broken) = build(settings, registry, &args.drivers)?;
     let new_cache = !settings.data_dir.exists();
-    let replica = Replica::open(&settings.data_dir)?;
+    let replica = settings.replica()?;
     let options = SyncOptions {
         dry_run: args.dry_run,
         force: args.force,

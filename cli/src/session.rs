@@ -79,7 +79,7 @@ impl<'a> Session<'a> {
         Ok(Session {
             table,
             settings,
-            replica: Replica::open(&settings.data_dir)?,
+            replica: settings.replica()?,
             yes,
             colour,
             filter,

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use config::{Config, File, FileFormat};
+use hypertask_core::files::Durability;
 use hypertask_core::manage::attrs::{Schema, Uda};
-use hypertask_core::Secret;
+use hypertask_core::{CacheError, Replica, Secret};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -38,6 +39,16 @@ pub struct Settings {
     pub server: Option<ServerSettings>,
     /// The attributes `key:value` words may set: the built-ins and the `[uda.NAME]` tables.
     pub schema: Schema,
+    /// How the cache and file-writing drivers flush (`HYPERTASK_DURABILITY`: `batch`, the
+    /// default, `per-file` or `none`).
+    pub durability: Durability,
+}
+
+impl Settings {
+    /// Opens the local cache with these settings.
+    pub fn replica(&self) -> Result<Replica, CacheError> {
+        Ok(Replica::open(&self.data_dir)?.with_durability(self.durability))
+    }
 }
 
 /// One `[drivers.NAME]` table.
@@ -202,6 +213,13 @@ pub fn load(src: &Sources) -> Result<Settings> {
             .context("cannot find this platform's data directory; set data_dir in the config or HYPERTASK_DATA_DIR")?
     };
 
+    let durability = match src.var("HYPERTASK_DURABILITY") {
+        None => Durability::default(),
+        Some(d) => d
+            .parse()
+            .map_err(|e| anyhow!("HYPERTASK_DURABILITY: {e}"))?,
+    };
+
     let max_delete_percent = merged.max_delete_percent.unwrap_or(50);
     if max_delete_percent > 100 {
         bail!("max_delete_percent is {max_delete_percent}, but it is a percentage (0 to 100)");
@@ -252,6 +270,7 @@ pub fn load(src: &Sources) -> Result<Settings> {
         drivers,
         server,
         schema,
+        durability,
     })
 }
 
@@ -417,6 +436,28 @@ mod tests {
                 .collect(),
             cwd: dir.join("cwd"),
         }
+    }
+
+    #[test]
+    fn durability_comes_from_the_environment_and_a_typo_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = "data_dir = \"data\"\n";
+        let s = load(&sources(tmp.path(), config, &[])).unwrap();
+        assert_eq!(s.durability, Durability::Batch);
+        let s = load(&sources(
+            tmp.path(),
+            config,
+            &[("HYPERTASK_DURABILITY", "per-file")],
+        ))
+        .unwrap();
+        assert_eq!(s.durability, Durability::PerFile);
+        let e = load(&sources(
+            tmp.path(),
+            config,
+            &[("HYPERTASK_DURABILITY", "perfile")],
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("HYPERTASK_DURABILITY"), "{e}");
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Replica {
         let tasks = TaskDir::new(
             data_dir.join("tasks"),
             Some(data_dir.join("index.json")),
-            Durability::from_env(),
+            Durability::default(),
         )
         .with_head(data_dir.join("head.json"));
         if let Err(e) = tasks.create() {
@@ -139,6 +139,13 @@ impl Replica {
             });
         }
         Ok(Replica { data_dir, tasks })
+    }
+
+    /// The same cache flushing its writes as `durability` says (default
+    /// [`Durability::Batch`]).
+    pub fn with_durability(mut self, durability: Durability) -> Replica {
+        self.tasks = self.tasks.with_durability(durability);
+        self
     }
 
     /// The data directory.

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::checked::DEFAULT_TIMEOUT;
 use crate::error::{DriverError, ErrorKind};
+use crate::files::Durability;
 use crate::task::DEFAULT_MAX_TASK_BYTES;
 
 /// Keys of a driver table that core reads itself; the driver's own config never sees them.
@@ -37,6 +38,9 @@ pub struct DriverSpec {
     /// How often `hypertask daemon` syncs with this upstream when nothing told it of a change
     /// (`poll_interval`, seconds).
     pub poll_interval: Duration,
+    /// How drivers that write local files (a shared folder, a git clone) flush them; the
+    /// front end's choice (`HYPERTASK_DURABILITY` in the CLI), not a key of the table.
+    pub durability: Durability,
 }
 
 impl DriverSpec {
@@ -56,6 +60,7 @@ impl DriverSpec {
             timeout: DEFAULT_TIMEOUT,
             max_task_bytes: DEFAULT_MAX_TASK_BYTES,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            durability: Durability::default(),
         }
     }
 
@@ -120,6 +125,12 @@ impl DriverSpec {
     /// Sets the directory relative paths are resolved against.
     pub fn with_config_dir(mut self, dir: impl Into<PathBuf>) -> DriverSpec {
         self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets how drivers that write local files flush them.
+    pub fn with_durability(mut self, durability: Durability) -> DriverSpec {
+        self.durability = durability;
         self
     }
 

@@ -48,13 +48,18 @@ pub enum Durability {
     None,
 }
 
-impl Durability {
-    /// Reads `HYPERTASK_DURABILITY` (`batch`, `per-file`, `none`); `batch` when unset.
-    pub fn from_env() -> Durability {
-        match std::env::var("HYPERTASK_DURABILITY").as_deref() {
-            Ok("per-file") => Durability::PerFile,
-            Ok("none") => Durability::None,
-            _ => Durability::Batch,
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    /// `batch`, `per-file` or `none` (the front end's `HYPERTASK_DURABILITY`).
+    fn from_str(s: &str) -> Result<Durability, String> {
+        match s {
+            "batch" => Ok(Durability::Batch),
+            "per-file" => Ok(Durability::PerFile),
+            "none" => Ok(Durability::None),
+            other => Err(format!(
+                "unknown durability '{other}' (batch, per-file or none)"
+            )),
         }
     }
 }
@@ -179,6 +184,12 @@ impl TaskDir {
     /// reported as an invalid task without being read.
     pub fn with_max_task_bytes(mut self, max: usize) -> Self {
         Arc::make_mut(&mut self.inner).max_task_bytes = max;
+        self
+    }
+
+    /// The same directory flushing its writes as `durability` says.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        Arc::make_mut(&mut self.inner).durability = durability;
         self
     }
 

@@ -33,7 +33,8 @@ pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
         let config: FsConfig = spec.config()?;
         let store = FsStore::new(&spec.name, &config, &spec.data_dir)?
-            .with_max_task_bytes(spec.max_task_bytes);
+            .with_max_task_bytes(spec.max_task_bytes)
+            .with_durability(spec.durability);
         Ok(Arc::new(StoreDriver::new(store)) as Arc<dyn Driver>)
     });
 }

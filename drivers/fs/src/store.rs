@@ -68,7 +68,7 @@ impl FsStore {
         Ok(FsStore {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
-                tasks: TaskDir::new(dir, Some(index), Durability::from_env()),
+                tasks: TaskDir::new(dir, Some(index), Durability::default()),
                 create: config.create,
                 created: Arc::default(),
             }),
@@ -83,6 +83,14 @@ impl FsStore {
     pub fn with_max_task_bytes(mut self, max: usize) -> FsStore {
         let inner = Arc::make_mut(&mut self.inner);
         inner.tasks = inner.tasks.clone().with_max_task_bytes(max);
+        self
+    }
+
+    /// The same store flushing its writes as `durability` says (default
+    /// [`Durability::Batch`]).
+    pub fn with_durability(mut self, durability: Durability) -> FsStore {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.tasks = inner.tasks.clone().with_durability(durability);
         self
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use hypertask_core::files::Durability;
 use hypertask_core::{expand_path, redact_url, DriverError, ErrorKind};
 use serde::Deserialize;
 
@@ -83,6 +84,8 @@ pub(crate) struct Settings {
     pub(crate) timeout: std::time::Duration,
     /// The largest task file read or written (the driver table's `max_task_bytes`).
     pub(crate) max_task_bytes: u64,
+    /// How the clone's task files are flushed (the front end's choice).
+    pub(crate) durability: Durability,
 }
 
 impl GitConfig {
@@ -125,6 +128,7 @@ impl GitConfig {
             author_email: self.author_email.clone(),
             timeout: hypertask_core::DEFAULT_TIMEOUT,
             max_task_bytes: hypertask_core::DEFAULT_MAX_TASK_BYTES as u64,
+            durability: Durability::default(),
         })
     }
 }

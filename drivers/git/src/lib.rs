@@ -59,7 +59,8 @@ pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
         let config: GitConfig = spec.config()?;
         let store = GitStore::new(&spec.name, &config, &spec.data_dir)?
-            .with_limits(spec.timeout, spec.max_task_bytes);
+            .with_limits(spec.timeout, spec.max_task_bytes)
+            .with_durability(spec.durability);
         Ok(Arc::new(GitDriver::new(store)) as Arc<dyn hypertask_core::Driver>)
     });
 }

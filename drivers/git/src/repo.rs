@@ -41,7 +41,7 @@ impl WorkingClone {
         let tasks = TaskDir::new(
             settings.path.join(crate::tree::TASKS_DIR),
             Some(settings.path.join(".git").join("hypertask-index.json")),
-            hypertask_core::files::Durability::from_env(),
+            settings.durability,
         );
         WorkingClone {
             name,

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hypertask_core::files::Durability;
 use hypertask_core::{
     async_trait, decide, redact_url, root_hash, Access, Capabilities, ContentHash, Decision,
     DriverError, DriverInfo, Entry, ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts,
@@ -72,9 +73,21 @@ impl GitStore {
     /// The same store with `timeout` for each fetch and push and `max_task_bytes` for each
     /// task file read or written (a driver table's `timeout` and `max_task_bytes`).
     pub fn with_limits(self, timeout: Duration, max_task_bytes: usize) -> GitStore {
+        self.with_settings(|s| {
+            s.timeout = timeout;
+            s.max_task_bytes = max_task_bytes as u64;
+        })
+    }
+
+    /// The same store flushing the clone's task files as `durability` says (default
+    /// [`Durability::Batch`]).
+    pub fn with_durability(self, durability: Durability) -> GitStore {
+        self.with_settings(|s| s.durability = durability)
+    }
+
+    fn with_settings(self, change: impl FnOnce(&mut crate::config::Settings)) -> GitStore {
         let mut settings = self.clone.settings.clone();
-        settings.timeout = timeout;
-        settings.max_task_bytes = max_task_bytes as u64;
+        change(&mut settings);
         GitStore {
             clone: Arc::new(WorkingClone::new(self.clone.name.clone(), settings)),
             state: Arc::default(),
