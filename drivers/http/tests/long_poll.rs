@@ -150,6 +150,24 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
 }
 
+/// Starts `d.wait_for_change()` in the background and checks that it is still waiting after
+/// `settle`: nothing the test did so far may count as a change.
+async fn still_waiting(
+    d: &Arc<HttpDriver>,
+    settle: Duration,
+    why: &str,
+) -> JoinHandle<Result<Watch, hypertask_core::DriverError>> {
+    let waiting = {
+        let d = d.clone();
+        tokio::spawn(async move { d.wait_for_change().await })
+    };
+    tokio::time::sleep(settle).await;
+    if waiting.is_finished() {
+        panic!("{why}: {:?}", waiting.await);
+    }
+    waiting
+}
+
 /// Spawns a long poll and returns once the server holds it: with `max_long_polls = 1`, a
 /// probe that is answered at once without `Preference-Applied` shows the slot is taken. (The
 /// spawned poll is sent again while a probe holds the slot.)
@@ -422,15 +440,12 @@ async fn the_driver_waits_for_changes_with_the_long_poll() {
         within("the first call", d.wait_for_change()).await.unwrap(),
         Watch::Changed
     );
-    let waiting = {
-        let d = d.clone();
-        tokio::spawn(async move { d.wait_for_change().await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !waiting.is_finished(),
-        "nothing changed, yet the driver answered"
-    );
+    let waiting = still_waiting(
+        &d,
+        Duration::from_millis(300),
+        "nothing changed, yet the driver answered",
+    )
+    .await;
     srv.write_through("t5", "for the watcher").await;
     let w = within("the driver's answer", waiting)
         .await
@@ -446,15 +461,12 @@ async fn the_driver_waits_for_changes_with_the_long_poll() {
     // A change a listing (a sync) already saw is not reported again: the driver waits.
     srv.write_through("t8", "seen by a sync").await;
     let _ = d.hashes(None).await.unwrap();
-    let waiting = {
-        let d = d.clone();
-        tokio::spawn(async move { d.wait_for_change().await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !waiting.is_finished(),
-        "the root the sync saw did not count"
-    );
+    let waiting = still_waiting(
+        &d,
+        Duration::from_millis(300),
+        "the root the sync saw did not count",
+    )
+    .await;
     waiting.abort();
 }
 
@@ -469,16 +481,13 @@ async fn the_driver_holds_again_after_a_wait_that_ends_unchanged() {
     .await;
     let d = Arc::new(srv.driver("watcher", |_| {}));
     assert_eq!(d.wait_for_change().await.unwrap(), Watch::Changed);
-    let waiting = {
-        let d = d.clone();
-        tokio::spawn(async move { d.wait_for_change().await })
-    };
     // Several held requests end unchanged meanwhile.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(
-        !waiting.is_finished(),
-        "a 304 after the wait was taken for a change"
-    );
+    let waiting = still_waiting(
+        &d,
+        Duration::from_millis(2500),
+        "a 304 after the wait was taken for a change",
+    )
+    .await;
     srv.write_through("t7", "after a few waits").await;
     let w = within("the driver's answer", waiting)
         .await
@@ -537,14 +546,7 @@ async fn the_long_poll_outlives_the_request_timeout() {
     }));
     assert_eq!(d.wait_for_change().await.unwrap(), Watch::Changed);
     let _ = d.hashes(None).await.unwrap();
-    let waiting = {
-        let d = d.clone();
-        tokio::spawn(async move { d.wait_for_change().await })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    if waiting.is_finished() {
-        panic!("the long poll ended early: {:?}", waiting.await);
-    }
+    let waiting = still_waiting(&d, Duration::from_millis(1500), "the long poll ended early").await;
     srv.write_through("t9", "after the request timeout").await;
     let w = within("the driver's answer", waiting)
         .await
