@@ -30,16 +30,22 @@ async fn write_elsewhere(collection: &str, id: &str) {
     assert!(answers.values().all(Result::is_ok), "{answers:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_by_another_client_wakes_a_pending_wait() {
-    let coll = common::fresh_collection("watch");
-    let store = Arc::new(common::store("db", &coll));
+/// A store on `coll` whose change stream is open (its first call answered).
+async fn watching(coll: &str) -> Arc<hypertask_driver_mongodb::MongoStore> {
+    let store = Arc::new(common::store("db", coll));
     assert_eq!(
         within("the first call", store.wait_for_change())
             .await
             .expect("the change stream opens"),
         Watch::Changed
     );
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_by_another_client_wakes_a_pending_wait() {
+    let coll = common::fresh_collection("watch");
+    let store = watching(&coll).await;
     let pending = tokio::spawn({
         let store = Arc::clone(&store);
         async move { store.wait_for_change().await }
@@ -54,13 +60,7 @@ async fn a_write_by_another_client_wakes_a_pending_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_wait_loses_neither_the_stream_nor_a_change() {
     let coll = common::fresh_collection("watch_drop");
-    let store = Arc::new(common::store("db", &coll));
-    assert_eq!(
-        within("the first call", store.wait_for_change())
-            .await
-            .unwrap(),
-        Watch::Changed
-    );
+    let store = watching(&coll).await;
     // A wait given up on (the daemon's select picked another branch).
     let given_up = tokio::spawn({
         let store = Arc::clone(&store);
@@ -82,13 +82,7 @@ async fn a_dropped_wait_loses_neither_the_stream_nor_a_change() {
 async fn a_stream_that_ends_is_a_retryable_error_then_reopens() {
     let coll = common::fresh_collection("watch_end");
     write_elsewhere(&coll, "watched3").await;
-    let store = Arc::new(common::store("db", &coll));
-    assert_eq!(
-        within("the first call", store.wait_for_change())
-            .await
-            .unwrap(),
-        Watch::Changed
-    );
+    let store = watching(&coll).await;
     // Dropping the collection invalidates the stream: the server ends it.
     common::raw_collection(&coll)
         .await
