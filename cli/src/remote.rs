@@ -78,13 +78,13 @@ pub(crate) fn spec_of(
     if let Some(t) = table.as_object_mut() {
         t.insert("type".into(), kind.into());
     }
-    let config_dir = settings
-        .file
-        .as_ref()
-        .and_then(|f| f.parent())
-        .map(|d| d.to_owned());
-    DriverSpec::from_table(name, table, &settings.data_dir, config_dir)
-        .map(|spec| spec.with_durability(settings.durability))
+    DriverSpec::from_table(
+        name,
+        table,
+        &settings.data_dir,
+        Some(settings.config_dir.clone()),
+    )
+    .map(|spec| spec.with_durability(settings.durability))
 }
 
 /// Where the settings came from, for "nothing configured" messages.

@@ -10,8 +10,10 @@
 //!   are lower-cased. A value takes the type the file gives that key (`true`/`false` otherwise
 //!   become booleans, everything else stays a string).
 //! - `--data-dir` wins over both.
-//! - Relative paths in the file (`data_dir` and driver keys named `path`, `*_path`, `*_dir`,
-//!   `*_file`) are relative to the file's directory; from the environment, to the current one.
+//! - A relative `data_dir` in the file is relative to the file's directory; from the
+//!   environment or `--data-dir`, to the current one. Driver tables are handed to their drivers
+//!   as written, with the file's directory ([`Settings::config_dir`]): each driver knows which
+//!   of its keys are paths and takes relative ones from there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,9 @@ pub struct Settings {
     pub max_delete_percent: u32,
     /// The `[drivers.NAME]` tables, sorted by name.
     pub drivers: Vec<DriverEntry>,
+    /// The directory relative paths in driver tables are taken from: the config file's, else
+    /// the current one.
+    pub config_dir: PathBuf,
     /// The `[server]` table, for `hypertask serve`.
     pub server: Option<ServerSettings>,
     /// The attributes `key:value` words may set: the built-ins and the `[uda.NAME]` tables.
@@ -58,7 +63,7 @@ pub struct DriverEntry {
     pub name: String,
     /// `type`.
     pub kind: String,
-    /// The other keys, relative paths resolved.
+    /// The other keys, as written.
     pub options: Value,
 }
 
@@ -177,7 +182,6 @@ pub fn load(src: &Sources) -> Result<Settings> {
 
     // Environment overrides, layered over the file by the config crate.
     let mut builder = Config::builder().add_source(base);
-    let mut env_paths: Vec<(String, Vec<String>)> = Vec::new();
     for (var, value) in &src.env {
         let Some(path) = override_path(var, &from_file) else {
             continue;
@@ -187,7 +191,6 @@ pub fn load(src: &Sources) -> Result<Settings> {
         builder = builder
             .set_override(path.join("."), typed)
             .map_err(|e| anyhow!("cannot apply {var}: {e}"))?;
-        env_paths.push((var.clone(), path));
     }
     let merged: FileSettings = builder
         .build()
@@ -199,7 +202,6 @@ pub fn load(src: &Sources) -> Result<Settings> {
         .and_then(Path::parent)
         .map(Path::to_owned)
         .unwrap_or_else(|| src.cwd.clone());
-    let from_env = |path: &[String]| env_paths.iter().any(|(_, p)| p == path);
 
     let data_dir = if let Some(d) = &src.data_dir_flag {
         resolve(&src.cwd, &d.to_string_lossy())
@@ -237,15 +239,6 @@ pub fn load(src: &Sources) -> Result<Settings> {
                 bail!("[drivers.{name}] has no `type`; add type = \"fs\" (or git, mongodb, http)")
             }
         };
-        for (key, v) in options.iter_mut() {
-            let prefix = vec!["drivers".to_owned(), name.clone(), key.clone()];
-            let base = if from_env(&prefix) {
-                &src.cwd
-            } else {
-                &file_dir
-            };
-            resolve_paths(base, key, v);
-        }
         drivers.push(DriverEntry {
             name,
             kind,
@@ -253,10 +246,7 @@ pub fn load(src: &Sources) -> Result<Settings> {
         });
     }
 
-    let mut server = merged.server;
-    if let Some(store) = server.as_mut().and_then(|s| s.store.as_mut()) {
-        resolve_paths(&file_dir, "store", store);
-    }
+    let server = merged.server;
 
     let schema = Schema::new(merged.uda).map_err(|e| match &file {
         Some(path) => anyhow!("invalid config file {}: {e}", path.display()),
@@ -271,6 +261,7 @@ pub fn load(src: &Sources) -> Result<Settings> {
         server,
         schema,
         durability,
+        config_dir: file_dir,
     })
 }
 
@@ -395,30 +386,6 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-/// Resolves path-valued keys (`path`, `*_path`, `*_dir`, `*_file`, and a `remote` that is a
-/// local path rather than a URL or `host:path`) inside a driver table.
-fn resolve_paths(base: &Path, key: &str, v: &mut Value) {
-    match v {
-        Value::String(s)
-            if !s.is_empty()
-                && ((is_path_key(key) && !s.contains("://"))
-                    || (key == "remote" && !s.contains(':'))) =>
-        {
-            *s = resolve(base, s).to_string_lossy().into_owned();
-        }
-        Value::Object(map) => {
-            for (k, inner) in map.iter_mut() {
-                resolve_paths(base, k, inner);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn is_path_key(key: &str) -> bool {
-    key == "path" || key.ends_with("_path") || key.ends_with("_dir") || key.ends_with("_file")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_follow_the_file_and_env_overrides_apply() {
+    fn driver_tables_come_as_written_with_the_file_directory_and_env_overrides_apply() {
         let dir = tempfile::tempdir().unwrap();
         let toml = r#"
             data_dir = "cache"
@@ -518,23 +485,16 @@ mod tests {
         assert_eq!(names, ["MyBox", "new", "web"]);
         let mybox = &s.drivers[0];
         assert_eq!(mybox.kind, "fs");
-        assert_eq!(
-            mybox.options["path"],
-            conf.join("shared").display().to_string()
-        );
+        // Paths are the driver's to resolve, from `config_dir`.
+        assert_eq!(mybox.options["path"], "shared");
+        assert_eq!(s.config_dir, conf);
         assert_eq!(mybox.options["create"], true);
         assert!(mybox.options.get("type").is_none());
-        assert_eq!(
-            s.drivers[1].options["path"],
-            dir.path().join("cwd/here").display().to_string()
-        );
+        assert_eq!(s.drivers[1].options["path"], "here");
         assert_eq!(s.drivers[2].options["token"], "12345");
         assert_eq!(s.drivers[2].options["url"], "http://127.0.0.1:7878");
         let server = s.server.unwrap();
-        assert_eq!(
-            server.store.as_ref().unwrap()["path"],
-            conf.join("srv").display().to_string()
-        );
+        assert_eq!(server.store.as_ref().unwrap()["path"], "srv");
         assert!(!format!("{:?}", s.drivers).is_empty());
         assert!(!format!("{server:?}").contains("secret"));
 

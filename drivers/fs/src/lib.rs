@@ -31,7 +31,10 @@ pub const KIND: &str = "fs";
 /// Registers the fs driver's factory.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
-        let config: FsConfig = spec.config()?;
+        let mut config: FsConfig = spec.config()?;
+        if !config.path.as_os_str().is_empty() {
+            config.path = spec.path(&config.path);
+        }
         let store = FsStore::new(&spec.name, &config, &spec.data_dir)?
             .with_max_task_bytes(spec.max_task_bytes)
             .with_durability(spec.durability);

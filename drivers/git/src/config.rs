@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hypertask_core::files::Durability;
-use hypertask_core::{expand_path, redact_url, DriverError, ErrorKind};
+use hypertask_core::{expand_path, redact_url, DriverError, DriverSpec, ErrorKind};
 use serde::Deserialize;
 
 /// The options of a `type = "git"` driver.
@@ -89,6 +89,28 @@ pub(crate) struct Settings {
 }
 
 impl GitConfig {
+    /// The same config with a relative `path`, and a `remote` that is a relative local path,
+    /// taken from the driver table's directory ([`DriverSpec::path`]): what the user wrote in
+    /// a config file means the same from whatever directory hypertask runs.
+    pub fn relative_to(mut self, spec: &DriverSpec) -> GitConfig {
+        // An empty value stays empty, so `settle` reports it.
+        self.path = self.path.map(|p| {
+            if p.as_os_str().is_empty() {
+                p
+            } else {
+                spec.path(p)
+            }
+        });
+        if let Some(r) = self.remote.as_deref().filter(|r| !r.is_empty()) {
+            if matches!(classify_remote(r), Ok(RemoteLocation::Local(_)))
+                && !r.starts_with("file://")
+            {
+                self.remote = Some(spec.path(r).to_string_lossy().into_owned());
+            }
+        }
+        self
+    }
+
     /// Checks the options and settles paths; errors name the instance and the key.
     pub(crate) fn settle(&self, name: &str, data_dir: &Path) -> Result<Settings, DriverError> {
         let bad = |msg: String| {
@@ -192,6 +214,29 @@ mod tests {
 
     fn cfg(v: serde_json::Value) -> Result<GitConfig, serde_json::Error> {
         serde_json::from_value(v)
+    }
+
+    #[test]
+    fn relative_paths_and_local_remotes_are_taken_from_the_config_directory() {
+        let spec = DriverSpec::new("repo", "git", serde_json::Value::Null, "/data")
+            .with_config_dir("/home/ann/.config/hypertask");
+        let c = cfg(serde_json::json!({"path": "clone", "remote": "../a:b/tasks.git"}))
+            .unwrap()
+            .relative_to(&spec);
+        assert_eq!(
+            c.path,
+            Some(PathBuf::from("/home/ann/.config/hypertask/clone"))
+        );
+        assert_eq!(
+            c.remote.as_deref(),
+            Some("/home/ann/.config/hypertask/../a:b/tasks.git")
+        );
+        for url in ["git@host:me/t.git", "https://h/t.git", "file:///srv/t.git"] {
+            let c = cfg(serde_json::json!({"remote": url}))
+                .unwrap()
+                .relative_to(&spec);
+            assert_eq!(c.remote.as_deref(), Some(url));
+        }
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub type GitDriver = StoreDriver<GitStore>;
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
         let config: GitConfig = spec.config()?;
+        let config = config.relative_to(spec);
         let store = GitStore::new(&spec.name, &config, &spec.data_dir)?
             .with_limits(spec.timeout, spec.max_task_bytes)
             .with_durability(spec.durability);

@@ -41,7 +41,10 @@ pub const KIND: &str = "sqlite";
 /// Registers the sqlite driver's factory.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, |spec| {
-        let config: SqliteConfig = spec.config()?;
+        let mut config: SqliteConfig = spec.config()?;
+        if !config.path.as_os_str().is_empty() {
+            config.path = spec.path(&config.path);
+        }
         let store = SqliteStore::new(&spec.name, &config)?;
         Ok(Arc::new(StoreDriver::new(store)) as Arc<dyn Driver>)
     });
