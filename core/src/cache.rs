@@ -1,7 +1,8 @@
 //! The local cache: `<data_dir>/tasks/<id>.json` plus its index, the lock, the conflict journal
 //! and the per-driver sync bases. Always readable and writable, offline or not.
 //!
-//! Blocking: call it from `spawn_blocking` in async code.
+//! Blocking: call it from `spawn_blocking` in async code. (About 430 lines of code; the rest
+//! of the file is its tests.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, Write as _};

@@ -1,5 +1,6 @@
 //! The git driver against real repositories: clones of bare remotes, the sync engine, and
-//! the `git` command for everything done "by hand".
+//! the `git` command for everything done "by hand". One file of independent scenarios (each a
+//! test function); hostile remotes, boundaries and the network are in files of their own.
 
 mod common;
 

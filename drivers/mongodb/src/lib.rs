@@ -35,6 +35,7 @@ mod config;
 pub mod document;
 mod error;
 mod store;
+mod watch;
 
 use std::sync::Arc;
 

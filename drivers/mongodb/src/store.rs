@@ -1,9 +1,12 @@
 //! [`MongoStore`]: the [`Store`] of one MongoDB collection.
+//!
+//! Longer than most modules (~680 lines) because every operation shares the root-document
+//! bookkeeping (generation, stored root) that keeps a no-op sync to one round trip; the
+//! document layout is in `document`, the change stream in `watch`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,12 +19,12 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::InsertManyError;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection};
-use tokio::sync::{Notify, OnceCell};
-use tokio::task::JoinHandle;
+use tokio::sync::OnceCell;
 
 use crate::config::{MongoConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_SERVER_SELECTION_TIMEOUT_MS};
 use crate::document::{from_document, to_document, HASH_FIELD};
 use crate::error::{convert, is_duplicate_key};
+use crate::watch::{follow, wait, WatchState};
 use crate::KIND;
 
 /// Most ids fetched with one `$in` query.
@@ -55,52 +58,6 @@ pub struct MongoStore {
     timeout: Duration,
     /// The change stream behind [`Store::wait_for_change`]; a lock so that one call opens it.
     watch: tokio::sync::Mutex<WatchState>,
-}
-
-/// Where [`Store::wait_for_change`] stands.
-enum WatchState {
-    /// Not opened yet, or ended and reported: the next call opens it.
-    Closed,
-    /// The server refused a change stream (a standalone server): the caller polls.
-    Unsupported,
-    /// A background task reads the stream and signals each event.
-    Open {
-        /// What the task signals.
-        signal: Arc<StreamSignal>,
-        /// The task, held only to be aborted with this state.
-        _reader: AbortOnDrop,
-    },
-}
-
-/// What the task reading the change stream tells [`Store::wait_for_change`]: only that
-/// something happened (one stored permit, so events coalesce and none is lost), and why the
-/// stream ended.
-#[derive(Default)]
-struct StreamSignal {
-    event: Notify,
-    ended: Mutex<Option<DriverError>>,
-}
-
-impl StreamSignal {
-    fn has_ended(&self) -> bool {
-        self.ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
-
-    fn take_end(&self) -> Option<DriverError> {
-        self.ended.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-/// The task reading the change stream, aborted when the store (or a reopened stream) drops it.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl fmt::Debug for MongoStore {
@@ -297,42 +254,11 @@ impl MongoStore {
             }
             Ok(Ok(stream)) => stream.with_type::<Document>(),
         };
-        let signal = Arc::new(StreamSignal::default());
-        let task = {
-            let signal = Arc::clone(&signal);
-            let name = self.name.clone();
-            let what = self.doing("following the change stream");
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let error = loop {
-                    match stream.next().await {
-                        Some(Ok(_)) => signal.event.notify_one(),
-                        Some(Err(e)) => {
-                            let e = convert(&name, &what, e);
-                            break if e.is_retryable() {
-                                e
-                            } else {
-                                DriverError::new(&name, ErrorKind::Unavailable, e.message())
-                            };
-                        }
-                        // Invalidated (the collection was dropped or renamed) or closed.
-                        None => {
-                            break DriverError::new(
-                                &name,
-                                ErrorKind::Unavailable,
-                                format!("{what}: the server ended it"),
-                            )
-                        }
-                    }
-                };
-                *signal.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-                signal.event.notify_one();
-            })
-        };
-        Ok(Some(WatchState::Open {
-            signal,
-            _reader: AbortOnDrop(task),
-        }))
+        Ok(Some(follow(
+            stream,
+            self.name.clone(),
+            self.doing("following the change stream"),
+        )))
     }
 
     fn invalid(&self, id: &str, message: impl fmt::Display) -> DriverError {
@@ -619,42 +545,7 @@ impl Store for MongoStore {
     /// - A stream that ends or fails makes the next call return a retryable error; the call
     ///   after it opens a new stream.
     async fn wait_for_change(&self) -> Result<Watch, DriverError> {
-        let signal = {
-            let mut state = self.watch.lock().await;
-            match &*state {
-                WatchState::Unsupported => return Ok(Watch::Unsupported),
-                WatchState::Open { signal, .. } => Arc::clone(signal),
-                WatchState::Closed => {
-                    *state = self.open_stream().await?.unwrap_or(WatchState::Unsupported);
-                    return Ok(match *state {
-                        WatchState::Unsupported => Watch::Unsupported,
-                        _ => Watch::Changed,
-                    });
-                }
-            }
-        };
-        // Checked before waiting too: a call dropped after the last signal left the end here.
-        if !signal.has_ended() {
-            signal.event.notified().await;
-            if !signal.has_ended() {
-                return Ok(Watch::Changed);
-            }
-        }
-        // The error stays in the signal until the state is closed under the lock, so a call
-        // dropped in between leaves it to the next.
-        let mut state = self.watch.lock().await;
-        let ended = match &*state {
-            WatchState::Open { signal: s, .. } if Arc::ptr_eq(s, &signal) => signal.take_end(),
-            _ => None,
-        };
-        match ended {
-            Some(error) => {
-                *state = WatchState::Closed;
-                Err(error)
-            }
-            // Another call reported it (and may have reopened): a spurious answer is allowed.
-            None => Ok(Watch::Changed),
-        }
+        wait(&self.watch, self.open_stream()).await
     }
 }
 

@@ -1,5 +1,7 @@
 //! The sync server behind `hypertask serve` (docs/http-protocol.md), storing through any
-//! [`Driver`]. Compiled with the `server` feature.
+//! [`Driver`]. Compiled with the `server` feature. The endpoints and the wire rules below live
+//! here together (~640 lines of code); listening, limits and options, and the long poll are
+//! modules of their own.
 //!
 //! Wire behaviour beyond the letter of protocol 1.0, decided here:
 //! - Every endpoint, `/capabilities` included, requires the token when one is configured.
