@@ -26,7 +26,7 @@ pub struct Capabilities {
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
-            max_batch: 1000,
+            max_batch: crate::sync::DEFAULT_BATCH,
             cheap_root: false,
             atomic_writes: true,
             remote: false,

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::task::TaskId;
+use crate::id::TaskId;
 
 /// A lowercase hex SHA-256 digest: a task's content hash or a map's root hash.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

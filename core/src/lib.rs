@@ -17,6 +17,7 @@ pub mod external;
 pub mod files;
 mod hash;
 mod head;
+mod id;
 pub mod manage;
 mod memory;
 mod merge;

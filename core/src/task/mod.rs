@@ -2,7 +2,6 @@
 //! local edits.
 
 mod clock;
-mod id;
 mod normalise;
 mod time;
 
@@ -14,11 +13,11 @@ use serde_json::{Map, Value};
 
 use crate::hash::ContentHash;
 
+pub use crate::id::{TaskError, TaskId};
 pub use clock::{ClockKey, TAG_CLOCK_PREFIX};
-pub use id::{TaskError, TaskId};
 pub use time::{canonical_timestamp, format_timestamp, parse_timestamp, EPOCH, MAX_CLOCK_SKEW};
 
-pub(crate) use id::ID_ALPHABET;
+pub(crate) use crate::id::ID_ALPHABET;
 
 use clock::UNCLOCKED;
 use normalise::normalise;

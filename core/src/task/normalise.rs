@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::clock::{ClockKey, TAG_CLOCK_PREFIX};
-use super::id::{invalid_id_message, TaskError, TaskId};
 use super::time::{canonical_timestamp, EPOCH};
 use super::{Task, MAX_TASK_DEPTH};
+use crate::id::{invalid_id_message, TaskError, TaskId};
 
 /// Fields holding a timestamp, stored in the canonical form.
 const TIMESTAMP_FIELDS: &[&str] = &[

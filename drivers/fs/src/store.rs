@@ -392,7 +392,7 @@ impl Store for FsStore {
             kind: KIND.into(),
             name: self.inner.name.clone(),
             capabilities: Capabilities {
-                max_batch: 1000,
+                max_batch: hypertask_core::DEFAULT_BATCH,
                 cheap_root: false,
                 atomic_writes: true,
                 remote: false,

@@ -143,7 +143,7 @@ impl Store for GitStore {
             kind: KIND.to_owned(),
             name: self.clone.name.clone(),
             capabilities: Capabilities {
-                max_batch: 1000,
+                max_batch: hypertask_core::DEFAULT_BATCH,
                 cheap_root: true,
                 atomic_writes: true,
                 remote: self.clone.settings.remote.is_some(),

@@ -11,7 +11,7 @@ use crate::wire::{
 };
 
 /// The batch size assumed until the server's `/capabilities` has been read.
-pub(crate) const DEFAULT_MAX_BATCH: usize = 1000;
+pub(crate) const DEFAULT_MAX_BATCH: usize = hypertask_core::DEFAULT_BATCH;
 /// Largest `/capabilities` answer read.
 const CAPABILITIES_BYTES: usize = 64 * 1024;
 

@@ -56,7 +56,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             token: None,
-            max_batch: 1000,
+            max_batch: hypertask_core::DEFAULT_BATCH,
             max_body_bytes: 16 * 1024 * 1024,
             max_task_bytes: DEFAULT_MAX_TASK_BYTES,
             max_connections: 512,
