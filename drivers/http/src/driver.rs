@@ -17,7 +17,7 @@ use hypertask_core::{
     Answers, Backoff, Batch, Capabilities, ContentHash, Driver, DriverError, DriverInfo, ErrorKind,
     Health, Inventory, Listing, Problem, Task, TaskId, Watch, DEFAULT_MAX_TASK_BYTES,
 };
-use reqwest::header::{HeaderMap, HeaderName, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
@@ -25,7 +25,10 @@ use crate::capabilities::{advertised, ServerCaps, DEFAULT_MAX_BATCH};
 use crate::config::HttpConfig;
 use crate::listing::{read_entries, ReadError};
 use crate::transport::Transport;
-use crate::wire::{BatchAnswer, BatchRequest, SingleAnswer, SingleRequest};
+use crate::wire::{
+    tag_root, BatchAnswer, BatchRequest, SingleAnswer, SingleRequest, PREFERENCE_APPLIED_HEADER,
+    PREFER_HEADER,
+};
 use crate::KIND;
 
 /// How many v1.0 single-task requests are in flight at once.
@@ -36,10 +39,6 @@ const ENVELOPE_BYTES: usize = 4096;
 const PER_TASK_BYTES: usize = 1024;
 /// Bytes one `/hashes` entry may take: a 64-character id, a 64-digit hash, quotes and spacing.
 const HASH_ENTRY_BYTES: usize = 256;
-/// RFC 7240's request header, asking the server to hold a long poll.
-const PREFER: HeaderName = HeaderName::from_static("prefer");
-/// RFC 7240's answer header: the server held the long poll.
-const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 /// The first pause after a long poll the server answered at once without holding it (all
 /// its slots taken); it doubles up to the long poll's wait.
 const UNHELD_PAUSE: Duration = Duration::from_secs(1);
@@ -247,7 +246,7 @@ impl HttpDriver {
                     .client()
                     .get(url.clone())
                     .header(IF_NONE_MATCH, etag.as_str())
-                    .header(PREFER, prefer.as_str())
+                    .header(PREFER_HEADER, prefer.as_str())
                     .timeout(timeout)
             })
             .await
@@ -275,7 +274,7 @@ impl HttpDriver {
         };
         Ok(if answer.status == StatusCode::OK || &root != known {
             Polled::Changed
-        } else if answer.headers.contains_key(PREFERENCE_APPLIED) {
+        } else if answer.headers.contains_key(PREFERENCE_APPLIED_HEADER) {
             Polled::Held
         } else {
             Polled::NotHeld
@@ -494,9 +493,7 @@ impl HttpDriver {
 
 /// The root hash an `ETag: "<root>"` names (weak or strong).
 fn etag_root(headers: &HeaderMap) -> Option<ContentHash> {
-    let tag = headers.get(ETAG)?.to_str().ok()?.trim();
-    let tag = tag.strip_prefix("W/").unwrap_or(tag);
-    ContentHash::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
+    tag_root(headers.get(ETAG)?.to_str().ok()?)
 }
 
 /// Puts the two halves of `chunk` at the front of `queue`.

@@ -17,6 +17,17 @@ pub(crate) const MAX_BATCH_HEADER: &str = "hypertask-max-batch";
 pub(crate) const MAX_BODY_HEADER: &str = "hypertask-max-body-bytes";
 /// `long_poll`, repeated on `/hashes` answers (`true`) when the server holds long polls.
 pub(crate) const LONG_POLL_HEADER: &str = "hypertask-long-poll";
+/// RFC 7240's request header: `Prefer: wait=N` asks the server to hold a long poll.
+pub(crate) const PREFER_HEADER: &str = "prefer";
+/// RFC 7240's answer header: `Preference-Applied: wait=N`, the long poll was held.
+pub(crate) const PREFERENCE_APPLIED_HEADER: &str = "preference-applied";
+
+/// The root hash an entity tag names: `"<root>"`, weak (`W/"<root>"`) or strong.
+pub(crate) fn tag_root(tag: &str) -> Option<hypertask_core::ContentHash> {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    hypertask_core::ContentHash::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
+}
 
 /// The versions this implementation speaks, newest last.
 #[cfg(feature = "server")]

@@ -23,11 +23,7 @@ use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::time::Instant;
 
 use super::{hashes_answer, known_root, listing, ApiError, AppState, ServerOptions};
-
-/// RFC 7240's request header.
-const PREFER: HeaderName = HeaderName::from_static("prefer");
-/// RFC 7240's answer header: which preference was honoured.
-const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+use crate::wire::{PREFERENCE_APPLIED_HEADER, PREFER_HEADER};
 
 /// What long polls share: the write notifier, the last read of the store's root, the slots
 /// and the stop signal.
@@ -172,7 +168,7 @@ pub(super) fn requested(opts: &ServerOptions, req: &Request) -> Option<Duration>
 /// case-insensitive, the value a token or a quoted string; parameters after `;` ignored).
 fn prefer_wait(headers: &HeaderMap) -> Option<u64> {
     headers
-        .get_all(PREFER)
+        .get_all(PREFER_HEADER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -202,10 +198,7 @@ pub(super) async fn hold(
     // First an ordinary conditional GET: a root that already differs is answered at once.
     let started = Instant::now();
     let count = *writes.borrow_and_update();
-    let first = match st.requests.acquire().await {
-        Ok(_permit) => listing(st, headers, Some(known.clone())).await,
-        Err(_) => return stopping(),
-    };
+    let first = listing_now(st, headers, &known).await;
     if first.status() != StatusCode::NOT_MODIFIED {
         return applied(first, hold);
     }
@@ -233,13 +226,7 @@ pub(super) async fn hold(
         let count = *writes.borrow_and_update();
         match c.root(st, count, since).await {
             Ok(root) if root == known => continue,
-            Ok(_) => {
-                let answer = match st.requests.acquire().await {
-                    Ok(_permit) => listing(st, headers, Some(known.clone())).await,
-                    Err(_) => return stopping(),
-                };
-                return applied(answer, hold);
-            }
+            Ok(_) => return applied(listing_now(st, headers, &known).await, hold),
             Err(answer) => return answer,
         }
     }
@@ -247,6 +234,15 @@ pub(super) async fn hold(
         hashes_answer(st, StatusCode::NOT_MODIFIED.into_response(), &known),
         hold,
     )
+}
+
+/// The `/hashes` answer for a client that knows `known`, read under a request permit like any
+/// request.
+async fn listing_now(st: &AppState, headers: &HeaderMap, known: &ContentHash) -> Response {
+    match st.requests.acquire().await {
+        Ok(_permit) => listing(st, headers, Some(known.clone())).await,
+        Err(_) => stopping(),
+    }
 }
 
 /// Resolves once the server stops (never, if the signal is gone).
@@ -260,7 +256,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 fn applied(mut resp: Response, hold: Hold) -> Response {
     let secs = hold.wait.as_secs_f64().ceil() as u64;
     let value = HeaderValue::from_str(&format!("wait={secs}")).expect("digits are a header");
-    resp.headers_mut().insert(PREFERENCE_APPLIED, value);
+    resp.headers_mut()
+        .insert(HeaderName::from_static(PREFERENCE_APPLIED_HEADER), value);
     resp
 }
 
@@ -275,7 +272,7 @@ mod tests {
     fn prefer(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(PREFER, HeaderValue::from_str(v).unwrap());
+            h.append(PREFER_HEADER, HeaderValue::from_str(v).unwrap());
         }
         h
     }

@@ -66,7 +66,7 @@ use tokio::sync::{watch, Semaphore};
 
 use self::long_poll::{Changes, Hold};
 use crate::wire::{
-    BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
+    tag_root, BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
     TaskFailure, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
     PROTOCOL_VERSIONS,
 };
@@ -374,11 +374,7 @@ fn known_root(headers: &HeaderMap) -> Option<ContentHash> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|tag| {
-            let tag = tag.trim().trim_start_matches("W/");
-            ContentHash::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
-        })
-        .next()
+        .find_map(tag_root)
 }
 
 /// A `/hashes` answer's headers: the root as its entity tag, and the batching capabilities.
@@ -415,15 +411,7 @@ fn matches_etag(headers: &HeaderMap, root: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| {
-            tag == "*"
-                || tag
-                    .trim_start_matches("W/")
-                    .strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    == Some(root)
-        })
+        .any(|tag| tag.trim() == "*" || tag_root(tag).is_some_and(|r| r.as_str() == root))
 }
 
 /// `GET /capabilities`.
