@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_of, ContentHash, Hashes};
 use crate::head::{count_flush, count_listing, count_task_read, DirStamp, Head};
 pub use crate::head::{io_counts, IoCounts};
@@ -158,6 +159,21 @@ pub struct FileError {
     pub message: String,
     /// Whether it is an I/O failure (as opposed to a corrupt file).
     pub io: Option<io::ErrorKind>,
+}
+
+impl FileError {
+    /// The error of driver instance `driver` for this file: an I/O failure, or a file that is
+    /// not a valid task, which fails alone and is left untouched.
+    pub fn for_driver(self, driver: &str) -> DriverError {
+        match self.io {
+            Some(_) => DriverError::new(driver, ErrorKind::Io, self.to_string()),
+            None => DriverError::new(
+                driver,
+                ErrorKind::InvalidData,
+                format!("{self}; left untouched"),
+            ),
+        }
+    }
 }
 
 impl TaskDir {

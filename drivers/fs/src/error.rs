@@ -3,20 +3,11 @@
 use std::io;
 use std::path::Path;
 
-use hypertask_core::files::FileError;
 use hypertask_core::{DriverError, ErrorKind};
 
 /// An I/O failure on `path`.
 pub(crate) fn io(name: &str, path: &Path, e: io::Error) -> DriverError {
     DriverError::io(name, path.display(), e)
-}
-
-/// A task file that could not be read or is not a valid task: it fails alone, untouched.
-pub(crate) fn file(name: &str, e: FileError) -> DriverError {
-    match e.io {
-        Some(_) => DriverError::new(name, ErrorKind::Io, e.to_string()),
-        None => invalid(name, e),
-    }
 }
 
 /// A file in the shared directory that is not a valid task: reported, never changed.

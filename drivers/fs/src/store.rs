@@ -184,10 +184,7 @@ impl Inner {
 
     /// The task's file (`Err` when it is corrupt or misnamed) merged with its copies.
     fn state(&self, id: &TaskId, copies: &Copies) -> Result<Option<Task>, DriverError> {
-        let mut state = self
-            .tasks
-            .read(id)
-            .map_err(|e| error::file(&self.name, e))?;
+        let mut state = self.tasks.read(id).map_err(|e| e.for_driver(&self.name))?;
         for (_, copy) in copies.get(id).into_iter().flatten() {
             state = Some(match state {
                 Some(s) => merge_tasks(&s, copy).map_err(|e| {

@@ -2,7 +2,6 @@
 
 use std::fmt::Display;
 
-use hypertask_core::files::FileError;
 use hypertask_core::{DriverError, ErrorKind};
 
 /// Classifies a libgit2 error: network trouble is retryable, a held lock is contention,
@@ -31,15 +30,6 @@ fn looks_like_auth(msg: &str) -> bool {
 /// An I/O failure on a path of the clone.
 pub(crate) fn io(name: &str, context: impl Display, e: std::io::Error) -> DriverError {
     DriverError::io(name, context, e)
-}
-
-/// A task file that cannot be read or is not a valid task: it fails alone and is left as is.
-pub(crate) fn file(name: &str, e: FileError) -> DriverError {
-    let kind = match e.io {
-        Some(_) => ErrorKind::Io,
-        None => ErrorKind::InvalidData,
-    };
-    DriverError::new(name, kind, e.to_string())
 }
 
 /// A configuration problem with the clone or the remote (wrong branch, not a repository).

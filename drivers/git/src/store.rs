@@ -281,10 +281,7 @@ impl Store for GitStore {
                         Some(Some(bytes)) => parse_task(id, bytes)
                             .map(Some)
                             .map_err(|()| unparsable(&clone.name, id)),
-                        None => clone
-                            .tasks
-                            .read(id)
-                            .map_err(|e| error::file(&clone.name, e)),
+                        None => clone.tasks.read(id).map_err(|e| e.for_driver(&clone.name)),
                     };
                     let stored = state.map(|t| {
                         t.map(|task| Stored {
@@ -317,7 +314,7 @@ impl Store for GitStore {
                     let current = match clone.tasks.read(&id) {
                         Ok(c) => c.as_ref().map(Entry::of_hash),
                         Err(e) => {
-                            outcomes.insert(id, Err(error::file(&clone.name, e)));
+                            outcomes.insert(id, Err(e.for_driver(&clone.name)));
                             continue;
                         }
                     };
