@@ -2,6 +2,8 @@
 //! directory and config file.
 #![deny(missing_docs)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -29,6 +29,7 @@
 //!   `request_timeout` in all gets `503`.
 //! - `GET /hashes` with `If-None-Match` and `Prefer: wait=N` is a long poll (see
 //!   `long_poll`), advertised as `"long_poll": true` and `Hypertask-Long-Poll: true`.
+//! - `GET /`, `/app.js` and `/app.css` are the web client (see `web`), served without a token.
 //!
 //! Limits ([`ServerOptions`]): at most `max_concurrent_requests` authenticated requests are
 //! handled at once and their bodies together hold at most `max_inflight_body_bytes`; others
@@ -38,6 +39,7 @@
 mod listen;
 mod long_poll;
 mod options;
+mod web;
 
 pub use listen::serve;
 pub use options::ServerOptions;
@@ -121,6 +123,8 @@ fn app(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // The web client's files: public, outside the limits and authentication above.
+        .merge(web::routes())
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
