@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use hypertask_core::{Registry, Secret};
-use hypertask_driver_http::{serve as run_server, shutdown_signal, ServerOptions};
+use hypertask_core::{ContentHash, Registry, Secret};
+use hypertask_driver_http::{
+    serve as run_server, serve_users, shutdown_signal, Credential, ServerOptions, User,
+};
 use serde_json::{json, Value};
 
-use crate::settings::{ServerSettings, Settings};
+use crate::settings::{ServerSettings, Settings, UserSettings};
 use crate::Usage;
 
 /// Where the server listens when neither `--listen` nor `[server] listen` says.
@@ -34,7 +36,14 @@ pub(crate) fn serve(
     })?;
     let token = server.token.clone().filter(|t| !t.is_empty());
     let options = options(&server, token.clone()).map_err(|e| Usage(format!("[server] {e}")))?;
-    if token.is_none() {
+    if token.is_some() && !server.users.is_empty() {
+        return Err(Usage(
+            "[server] token and [server.users.NAME] cannot both be set: with users, each signs in with their own token"
+                .into(),
+        )
+        .into());
+    }
+    if token.is_none() && server.users.is_empty() {
         if !server.allow_no_auth {
             bail!(
                 "refusing to serve without a token: set [server] token (or HYPERTASK_SERVER__TOKEN), \
@@ -64,6 +73,23 @@ pub(crate) fn serve(
         _ => bail!("[server] store needs a type, e.g. store = {{ type = \"fs\", path = \"…\" }}"),
     };
     let spec = crate::remote::spec_of(settings, "server-store", &kind, &store)?;
+    // Several users: one namespace of the store each, built before anything listens.
+    let users = server
+        .users
+        .iter()
+        .map(|(name, user)| {
+            let credential = credential(name, user).map_err(Usage)?;
+            let spec = spec.clone().with_namespace(name.as_str()).map_err(|e| {
+                Usage(format!("[server.users.{name}]: {}", e.message()))
+            })?;
+            let store = registry.build(&spec)?;
+            Ok(User {
+                name: name.clone(),
+                credential,
+                store: std::sync::Arc::new(store),
+            })
+        })
+        .collect::<Result<Vec<User>>>()?;
 
     let runtime = crate::remote::runtime()?;
     let _entered = runtime.enter();
@@ -72,23 +98,47 @@ pub(crate) fn serve(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let whose = if users.is_empty() {
+            String::new()
+        } else {
+            format!(" for {} users", users.len())
+        };
         // Never `eprintln!`: a server whose stderr is closed or full keeps serving.
         let _ = writeln!(
             std::io::stderr(),
-            "hypertask: serving http://{} from a {} store; Ctrl-C stops",
+            "hypertask: serving http://{}{whose} from a {} store; Ctrl-C stops",
             listener.local_addr()?,
             spec.kind
         );
-        run_server(
-            listener,
-            std::sync::Arc::new(store),
-            options,
-            shutdown_signal(),
-        )
-        .await?;
+        if users.is_empty() {
+            run_server(listener, std::sync::Arc::new(store), options, shutdown_signal()).await?;
+        } else {
+            serve_users(listener, users, options, shutdown_signal()).await?;
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(true)
+}
+
+/// How `[server.users.NAME]` signs in: exactly one of `token` and `token_sha256`.
+fn credential(name: &str, user: &UserSettings) -> Result<Credential, String> {
+    let table = format!("[server.users.{name}]");
+    match (&user.token, &user.token_sha256) {
+        (Some(token), None) => {
+            hypertask_driver_http::check_token(token.expose())
+                .map_err(|e| format!("{table} token: {e}"))?;
+            Ok(Credential::Token(token.clone()))
+        }
+        (None, Some(hex)) => ContentHash::parse(hex.trim())
+            .map(Credential::Sha256)
+            .ok_or_else(|| {
+                format!(
+                    "{table} token_sha256 must be 64 lowercase hex digits (printf %s TOKEN | sha256sum)"
+                )
+            }),
+        (Some(_), Some(_)) => Err(format!("{table} has both token and token_sha256; keep one")),
+        (None, None) => Err(format!("{table} needs a token (or token_sha256)")),
+    }
 }
 
 /// The server options of `[server]`: each limit key left out keeps its default.
@@ -142,6 +192,8 @@ fn options(server: &ServerSettings, token: Option<Secret>) -> Result<ServerOptio
             server.long_poll_recheck_secs,
             d.long_poll_recheck,
         )?,
+        max_requests_per_minute: server.max_requests_per_minute,
+        max_tasks: server.max_tasks_per_user,
     };
     options.validate()?;
     Ok(options)

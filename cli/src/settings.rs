@@ -107,6 +107,23 @@ pub struct ServerSettings {
     pub max_long_polls: Option<usize>,
     /// Seconds between reads of the store's root while long polls are held (default 5).
     pub long_poll_recheck_secs: Option<f64>,
+    /// Most requests one user (one token) may make a minute (default: no limit).
+    pub max_requests_per_minute: Option<u32>,
+    /// Most tasks one user may store (default: no limit).
+    pub max_tasks_per_user: Option<usize>,
+    /// `[server.users.NAME]`: several users, each with a token and tasks of their own.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserSettings>,
+}
+
+/// One `[server.users.NAME]` table: the user's token, or its SHA-256.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    /// The token this user sends.
+    pub token: Option<Secret>,
+    /// The lowercase hex SHA-256 of the token, instead of the token itself.
+    pub token_sha256: Option<String>,
 }
 
 /// The file's keys.

@@ -47,7 +47,7 @@ pub use merge::{lost_values, merge, merge_tasks, LostValue};
 pub use redact::redact_url;
 pub use registry::{Factory, Registry};
 pub use secret::Secret;
-pub use spec::{expand_path, DriverSpec, CORE_KEYS, DEFAULT_POLL_INTERVAL};
+pub use spec::{expand_path, valid_namespace, DriverSpec, CORE_KEYS, DEFAULT_POLL_INTERVAL};
 pub use store::{
     decide, Decision, Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored,
     Version, Write,

@@ -1,6 +1,6 @@
 //! Builds drivers from `[drivers.NAME]` tables by their `type`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::checked::Checked;
@@ -17,6 +17,8 @@ pub type Factory =
 #[derive(Clone, Default)]
 pub struct Registry {
     factories: BTreeMap<String, Factory>,
+    /// Kinds whose factory keeps a [`DriverSpec::namespace`] apart.
+    namespaced: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -38,7 +40,23 @@ impl Registry {
     where
         F: Fn(&DriverSpec) -> Result<Arc<dyn Driver>, DriverError> + Send + Sync + 'static,
     {
-        self.factories.insert(kind.into(), Arc::new(factory));
+        let kind = kind.into();
+        self.namespaced.remove(&kind);
+        self.factories.insert(kind, Arc::new(factory));
+        self
+    }
+
+    /// Registers (or replaces) the factory of `kind`, which keeps each
+    /// [`DriverSpec::namespace`] apart from every other one: a spec with namespace `N` gets a
+    /// driver that sees only `N`'s tasks, and no other namespace ever sees them. A spec with a
+    /// namespace is refused for every kind not registered this way.
+    pub fn register_namespaced<F>(&mut self, kind: impl Into<String>, factory: F) -> &mut Self
+    where
+        F: Fn(&DriverSpec) -> Result<Arc<dyn Driver>, DriverError> + Send + Sync + 'static,
+    {
+        let kind = kind.into();
+        self.register(kind.clone(), factory);
+        self.namespaced.insert(kind);
         self
     }
 
@@ -51,6 +69,18 @@ impl Registry {
     /// limit). A kind with no factory runs the program `hypertask-driver-KIND` from `PATH` (see
     /// [`crate::external`]); with no such program it is an error listing the available kinds.
     pub fn build(&self, spec: &DriverSpec) -> Result<Checked, DriverError> {
+        if spec.namespace.is_some() && !self.namespaced.contains(&spec.kind) {
+            let able: Vec<&str> = self.namespaced.iter().map(String::as_str).collect();
+            return Err(DriverError::new(
+                &spec.name,
+                ErrorKind::Config,
+                format!(
+                    "a {} store cannot keep several users' tasks apart; use one of: {}",
+                    spec.kind,
+                    if able.is_empty() { "(none registered)".to_owned() } else { able.join(", ") }
+                ),
+            ));
+        }
         let (driver, timeout) = match self.factories.get(&spec.kind) {
             Some(factory) => (factory(spec)?, spec.timeout),
             None => match external::find_program(&spec.kind) {
@@ -99,5 +129,38 @@ impl Registry {
     /// external program).
     pub fn has(&self, kind: &str) -> bool {
         self.factories.contains_key(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::store::StoreDriver;
+    use serde_json::json;
+
+    #[test]
+    fn only_namespaced_kinds_accept_a_namespace() {
+        let mut registry = Registry::new();
+        registry.register("plain", |spec| {
+            Ok(Arc::new(StoreDriver::new(MemoryStore::new(&spec.name))) as Arc<dyn Driver>)
+        });
+        registry.register_namespaced("apart", |spec| {
+            Ok(Arc::new(StoreDriver::new(MemoryStore::new(&spec.name))) as Arc<dyn Driver>)
+        });
+        let spec = |kind: &str| {
+            DriverSpec::new("store", kind, json!({}), "/data")
+                .with_namespace("alice")
+                .unwrap()
+        };
+        assert!(registry.build(&spec("apart")).is_ok());
+        let e = registry.build(&spec("plain")).unwrap_err().to_string();
+        assert!(e.contains("cannot keep several users' tasks apart"), "{e}");
+        assert!(e.contains("apart"), "{e}");
+        // Re-registering a kind the plain way drops its namespace support.
+        registry.register("apart", |spec| {
+            Ok(Arc::new(StoreDriver::new(MemoryStore::new(&spec.name))) as Arc<dyn Driver>)
+        });
+        assert!(registry.build(&spec("apart")).is_err());
     }
 }

@@ -41,6 +41,11 @@ pub struct DriverSpec {
     /// How drivers that write local files (a shared folder, a git clone) flush them; the
     /// front end's choice (`HYPERTASK_DURABILITY` in the CLI), not a key of the table.
     pub durability: Durability,
+    /// One user's part of a store shared by several (`[server.users.NAME]`): the driver keeps
+    /// it apart from every other namespace and from the store's own tasks (a subdirectory, a
+    /// database file, a collection). Only kinds registered with
+    /// [`crate::Registry::register_namespaced`] accept one. Not a key of the table.
+    pub namespace: Option<String>,
 }
 
 impl DriverSpec {
@@ -61,6 +66,7 @@ impl DriverSpec {
             max_task_bytes: DEFAULT_MAX_TASK_BYTES,
             poll_interval: DEFAULT_POLL_INTERVAL,
             durability: Durability::default(),
+            namespace: None,
         }
     }
 
@@ -134,6 +140,20 @@ impl DriverSpec {
         self
     }
 
+    /// Sets the namespace, after checking it is a valid one ([`valid_namespace`]).
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Result<DriverSpec, DriverError> {
+        let namespace = namespace.into();
+        valid_namespace(&namespace).map_err(|why| {
+            DriverError::new(
+                &self.name,
+                ErrorKind::Config,
+                format!("'{namespace}' cannot name a namespace: {why}"),
+            )
+        })?;
+        self.namespace = Some(namespace);
+        Ok(self)
+    }
+
     /// Sets the per-operation timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> DriverSpec {
         self.timeout = timeout;
@@ -165,6 +185,25 @@ impl DriverSpec {
     }
 }
 
+/// A namespace is 1 to 32 characters of `a-z 0-9 _ -`, starting with a letter or digit, so it
+/// is a safe file name, MongoDB collection suffix and table name everywhere, and never
+/// differs from another only by case (case-insensitive file systems).
+pub fn valid_namespace(namespace: &str) -> Result<(), &'static str> {
+    if namespace.is_empty() || namespace.len() > 32 {
+        return Err("it must be 1 to 32 characters long");
+    }
+    if !namespace
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err("use only lowercase letters, digits, '_' and '-'");
+    }
+    if !namespace.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err("it must start with a letter or a digit");
+    }
+    Ok(())
+}
+
 fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
@@ -189,6 +228,22 @@ pub fn expand_path(p: impl AsRef<Path>) -> PathBuf {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn namespaces_are_safe_names() {
+        for ok in ["alice", "bob-2", "x", "a_b", "0day"] {
+            assert_eq!(valid_namespace(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "Alice", "../x", "a/b", ".", "-x", "_x", "a b", &"a".repeat(33)] {
+            assert!(valid_namespace(bad).is_err(), "{bad:?}");
+        }
+        let spec = DriverSpec::new("s", "fs", json!({}), "/d");
+        assert!(spec.clone().with_namespace("../up").is_err());
+        assert_eq!(
+            spec.with_namespace("alice").unwrap().namespace.as_deref(),
+            Some("alice")
+        );
+    }
 
     #[test]
     fn core_keys_are_taken_out_of_the_drivers_options() {

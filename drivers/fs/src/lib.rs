@@ -28,12 +28,17 @@ pub use store::FsStore;
 /// The driver kind, as in `type = "fs"`.
 pub const KIND: &str = "fs";
 
-/// Registers the fs driver's factory.
+/// Registers the fs driver's factory. A namespace is a subdirectory of `path`, created when
+/// `path` exists.
 pub fn register(registry: &mut Registry) {
-    registry.register(KIND, |spec| {
+    registry.register_namespaced(KIND, |spec| {
         let mut config: FsConfig = spec.config()?;
         if !config.path.as_os_str().is_empty() {
             config.path = spec.path(&config.path);
+        }
+        if let Some(ns) = &spec.namespace {
+            config.create |= config.path.is_dir();
+            config.path = config.path.join(ns);
         }
         let store = FsStore::new(&spec.name, &config, &spec.data_dir)?
             .with_max_task_bytes(spec.max_task_bytes)

@@ -33,7 +33,9 @@ pub use config::{check_token, HttpConfig, DEFAULT_LONG_POLL_SECS, DEFAULT_MAX_TA
 pub use driver::HttpDriver;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use server::{router, serve, shutdown_signal, ServerOptions};
+pub use server::{
+    router, serve, serve_users, shutdown_signal, users_router, Credential, ServerOptions, User,
+};
 
 /// The driver kind, as in `type = "http"`.
 pub const KIND: &str = "http";

@@ -47,14 +47,19 @@ pub use store::MongoStore;
 /// The driver kind, as in `type = "mongodb"`.
 pub const KIND: &str = "mongodb";
 
-/// Builds the store of a `[drivers.NAME] type = "mongodb"` table (or a server's `store`).
+/// Builds the store of a `[drivers.NAME] type = "mongodb"` table (or a server's `store`). A
+/// namespace is a collection of its own: `COLLECTION.NS`.
 pub fn store_from_spec(spec: &DriverSpec) -> Result<MongoStore, DriverError> {
-    Ok(MongoStore::new(&spec.name, spec.config::<MongoConfig>()?)?.with_timeout(spec.timeout))
+    let mut config: MongoConfig = spec.config()?;
+    if let Some(ns) = &spec.namespace {
+        config.collection = format!("{}.{ns}", config.collection);
+    }
+    Ok(MongoStore::new(&spec.name, config)?.with_timeout(spec.timeout))
 }
 
 /// Registers the mongodb driver's factory.
 pub fn register(registry: &mut Registry) {
-    registry.register(KIND, |spec| {
+    registry.register_namespaced(KIND, |spec| {
         Ok(Arc::new(StoreDriver::new(store_from_spec(spec)?)) as Arc<_>)
     });
 }

@@ -38,14 +38,46 @@ pub use store::SqliteStore;
 /// The driver kind, as in `type = "sqlite"`.
 pub const KIND: &str = "sqlite";
 
-/// Registers the sqlite driver's factory.
+/// Registers the sqlite driver's factory. A namespace is a database file of its own beside
+/// `path` (`tasks.sqlite3` → `tasks.NS.sqlite3`), created when that directory exists.
 pub fn register(registry: &mut Registry) {
-    registry.register(KIND, |spec| {
+    registry.register_namespaced(KIND, |spec| {
         let mut config: SqliteConfig = spec.config()?;
         if !config.path.as_os_str().is_empty() {
             config.path = spec.path(&config.path);
         }
+        if let Some(ns) = &spec.namespace {
+            config.path = namespaced(&config.path, ns);
+            config.create |= config.path.parent().is_some_and(std::path::Path::is_dir);
+        }
         let store = SqliteStore::new(&spec.name, &config)?;
         Ok(Arc::new(StoreDriver::new(store)) as Arc<dyn Driver>)
     });
+}
+
+/// `dir/stem.ext` → `dir/stem.NS.ext` (`dir/stem.NS` without an extension).
+fn namespaced(path: &std::path::Path, ns: &str) -> std::path::PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{ns}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{ns}"),
+    };
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_namespace_is_a_file_beside_the_database() {
+        assert_eq!(
+            super::namespaced(Path::new("/srv/server.sqlite3"), "alice"),
+            Path::new("/srv/server.alice.sqlite3")
+        );
+        assert_eq!(
+            super::namespaced(Path::new("tasks"), "bob"),
+            Path::new("tasks.bob")
+        );
+    }
 }

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::Service;
 
+use super::users::{users_app, User};
 use super::{app, ServerOptions};
 
 /// How long the accept loop pauses after an accept error (out of file descriptors, say)
@@ -40,25 +41,58 @@ pub async fn serve(
 ) -> io::Result<()> {
     opts.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let addr = listener.local_addr()?;
     let info = store.info();
     tracing::info!(
-        %addr,
+        addr = %listener.local_addr()?,
         store = %info.name,
         store_kind = %info.kind,
         auth = opts.token.is_some(),
         max_connections = opts.max_connections,
         "hypertask sync server listening"
     );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Held long polls are answered when `stop_tx` fires, so shutdown does not wait them out.
+    let app = app(store, opts.clone(), Some(stop_rx.clone()));
+    accept(listener, app, &opts, (stop_tx, stop_rx), shutdown).await
+}
+
+/// [`serve`] for several users ([`users_router`](super::users_router)): each request is
+/// answered from the store of the user whose token it presents.
+pub async fn serve_users(
+    listener: TcpListener,
+    users: Vec<User>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    opts.validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        users = users.len(),
+        max_connections = opts.max_connections,
+        "hypertask sync server listening"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = users_app(users, opts.clone(), Some(stop_rx.clone()))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    accept(listener, app, &opts, (stop_tx, stop_rx), shutdown).await
+}
+
+/// The accept loop shared by [`serve`] and [`serve_users`].
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    opts: &ServerOptions,
+    (stop_tx, stop_rx): (watch::Sender<bool>, watch::Receiver<bool>),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
     let limits = Limits {
         header: opts.header_timeout,
         idle: opts.idle_timeout,
     };
     let max = opts.max_connections;
     let slots = Arc::new(Semaphore::new(max));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Held long polls are answered when `stop_tx` fires, so shutdown does not wait them out.
-    let app = app(store, opts, Some(stop_rx.clone()));
     let mut shutdown = pin!(shutdown);
     loop {
         let slot = tokio::select! {

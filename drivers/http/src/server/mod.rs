@@ -39,10 +39,13 @@
 mod listen;
 mod long_poll;
 mod options;
+mod rate;
+mod users;
 mod web;
 
-pub use listen::serve;
+pub use listen::{serve, serve_users};
 pub use options::ServerOptions;
+pub use users::{users_router, Credential, User};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +70,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{watch, Semaphore};
 
 use self::long_poll::{Changes, Hold};
+use self::rate::RateLimit;
 use crate::wire::{
     tag_root, BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
     TaskFailure, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
@@ -76,42 +80,73 @@ use crate::wire::{
 struct AppState {
     store: Arc<dyn Driver>,
     /// SHA-256 of the token: comparing digests keeps the comparison constant-time whatever
-    /// the presented token's length.
+    /// the presented token's length. `None` for a user's part of a several-user server, whose
+    /// requests are authenticated before they reach it (see `users`).
     token_digest: Option<ContentHash>,
     opts: ServerOptions,
-    /// One permit per request being handled.
-    requests: Semaphore,
-    /// The body budget, in KiB ([`ServerOptions::body_permits`]).
-    bodies: Semaphore,
+    /// One permit per request being handled, shared by every user.
+    requests: Arc<Semaphore>,
+    /// The body budget, in KiB ([`ServerOptions::body_permits`]), shared by every user.
+    bodies: Arc<Semaphore>,
     /// What long polls share.
     changes: Changes,
+    /// This user's request rate, when limited.
+    rate: Option<RateLimit>,
 }
 
 type Shared = State<Arc<AppState>>;
 
+/// The budgets every user of one server draws from.
+#[derive(Clone)]
+struct Budgets {
+    requests: Arc<Semaphore>,
+    bodies: Arc<Semaphore>,
+}
+
+impl Budgets {
+    fn new(opts: &ServerOptions) -> Budgets {
+        Budgets {
+            requests: Arc::new(Semaphore::new(opts.max_concurrent_requests.max(1))),
+            bodies: Arc::new(Semaphore::new(opts.body_budget().max(1))),
+        }
+    }
+}
+
 /// The server's routes over `store`: `GET /hashes`, `POST /task/:id`, `GET /capabilities`,
-/// `POST /tasks`, with request logging, authentication, the request and body limits and the
-/// request timeout. Held long polls are released when the server stops only under [`serve`].
+/// `POST /tasks` and the web client, with request logging, authentication, the request and
+/// body limits and the request timeout. Held long polls are released when the server stops
+/// only under [`serve`].
 pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
     app(store, opts, None)
 }
 
 /// [`router`], releasing held long polls when `stop` becomes `true`.
-fn app(
+fn app(store: Arc<dyn Driver>, opts: ServerOptions, stop: Option<watch::Receiver<bool>>) -> Router {
+    let digest = opts.token.as_ref().map(|t| digest_of(t.expose()));
+    let budgets = Budgets::new(&opts);
+    api(store, digest, opts, &budgets, stop)
+        // The web client's files: public, outside the limits and authentication above.
+        .merge(web::routes())
+        .layer(middleware::from_fn(log_request))
+}
+
+/// The protocol's endpoints over one store (one user's), behind `token_digest` when given,
+/// with the limits; without logging and the web client, which belong to the whole server.
+fn api(
     store: Arc<dyn Driver>,
+    token_digest: Option<ContentHash>,
     mut opts: ServerOptions,
+    budgets: &Budgets,
     stop: Option<watch::Receiver<bool>>,
 ) -> Router {
     opts.max_batch = opts.max_batch.max(1);
     let state = Arc::new(AppState {
         changes: Changes::new(&opts, stop),
         store,
-        token_digest: opts
-            .token
-            .as_ref()
-            .map(|t| ContentHash::of_bytes(t.expose().as_bytes())),
-        requests: Semaphore::new(opts.max_concurrent_requests.max(1)),
-        bodies: Semaphore::new(opts.body_budget().max(1)),
+        token_digest,
+        rate: opts.max_requests_per_minute.map(RateLimit::per_minute),
+        requests: budgets.requests.clone(),
+        bodies: budgets.bodies.clone(),
         opts,
     });
     Router::new()
@@ -123,9 +158,6 @@ fn app(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        // The web client's files: public, outside the limits and authentication above.
-        .merge(web::routes())
-        .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
@@ -219,6 +251,9 @@ impl IntoResponse for ApiError {
 /// slot instead (the handler takes a request permit whenever it reads the store) and gets its
 /// wait on top of the timeout; with every slot taken it is an ordinary request.
 async fn limit(State(st): Shared, mut req: Request, next: Next) -> Response {
+    if let Some(Err(retry_after)) = st.rate.as_ref().map(RateLimit::take) {
+        return rate::too_many_requests(retry_after);
+    }
     let mut timeout = st.opts.request_timeout;
     // The long-poll slot, kept until the answer is made.
     let slot = long_poll::requested(&st.opts, &req).and_then(|wait| {
@@ -289,37 +324,49 @@ async fn log_request(req: Request, next: Next) -> Response {
 /// Accepts `Authorization: Bearer <token>` and the original `Authorization: hypertask <token>`.
 async fn authenticate(State(st): Shared, req: Request, next: Next) -> Response {
     if let Some(expected) = &st.token_digest {
-        let header = req.headers().get(AUTHORIZATION);
-        let presented = header
-            .and_then(|v| v.to_str().ok())
-            .and_then(presented_token);
-        let message = match presented {
-            None if header.is_none() => {
-                Some("missing `Authorization` header; send `Authorization: Bearer <token>`")
-            }
-            None => {
-                Some("unsupported `Authorization` header; send `Authorization: Bearer <token>`")
-            }
-            Some(t) => {
-                let digest = ContentHash::of_bytes(t.as_bytes());
-                let same: bool = digest
-                    .as_str()
-                    .as_bytes()
-                    .ct_eq(expected.as_str().as_bytes())
-                    .into();
-                (!same || t.is_empty()).then_some("wrong token")
-            }
-        };
-        if let Some(message) = message {
-            let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"hypertask\""),
-            );
-            return resp;
+        match presented_digest(req.headers()) {
+            Err(resp) => return resp,
+            Ok(digest) if !same_digest(&digest, expected) => return unauthorized("wrong token"),
+            Ok(_) => {}
         }
     }
     next.run(req).await
+}
+
+/// The SHA-256 of the token a request presents, or the `401` answer when it presents none.
+fn presented_digest(headers: &HeaderMap) -> Result<ContentHash, Response> {
+    let header = headers.get(AUTHORIZATION);
+    match header.and_then(|v| v.to_str().ok()).and_then(presented_token) {
+        None if header.is_none() => Err(unauthorized(
+            "missing `Authorization` header; send `Authorization: Bearer <token>`",
+        )),
+        None => Err(unauthorized(
+            "unsupported `Authorization` header; send `Authorization: Bearer <token>`",
+        )),
+        // A configured empty token matches no request.
+        Some("") => Err(unauthorized("wrong token")),
+        Some(t) => Ok(digest_of(t)),
+    }
+}
+
+/// The digest a token is compared by.
+fn digest_of(token: &str) -> ContentHash {
+    ContentHash::of_bytes(token.as_bytes())
+}
+
+/// Whether two token digests are equal, in constant time.
+fn same_digest(a: &ContentHash, b: &ContentHash) -> bool {
+    a.as_str().as_bytes().ct_eq(b.as_str().as_bytes()).into()
+}
+
+/// A `401` answer.
+fn unauthorized(message: &str) -> Response {
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"hypertask\""),
+    );
+    resp
 }
 
 /// The token of an `Authorization` value with the `Bearer` or `hypertask` scheme.
@@ -544,9 +591,13 @@ async fn resolve_one(
         .map_err(ApiError::bad_request)?;
     drop(bytes);
     let wrote = state.is_some();
+    let batch = Batch::from([(id.clone(), state)]);
+    if !over_cap(&st, &batch).await?.is_empty() {
+        return Err(cap_error(&st));
+    }
     let mut answers = st
         .store
-        .resolve(Batch::from([(id.clone(), state)]))
+        .resolve(batch)
         .await
         .map_err(|e| ApiError::store(&e))?;
     let Some(answer) = answers.remove(&id) else {
@@ -558,6 +609,42 @@ async fn resolve_one(
     let task = answer.map_err(|e| ApiError::task(&e))?;
     finish_writes(&st, wrote).await?;
     Ok(Json(SingleAnswer { server_state: task }))
+}
+
+/// The new tasks of `batch` that do not fit under `max_tasks` (tombstones count: they are
+/// stored): every new task beyond the room left, in id order. Tasks already stored always fit,
+/// so a user at the cap can still edit, complete and delete. Concurrent requests may pass the
+/// check together, so the cap can be overshot by what they carry.
+async fn over_cap(st: &AppState, batch: &Batch) -> Result<Vec<TaskId>, ApiError> {
+    let Some(max) = st.opts.max_tasks else {
+        return Ok(Vec::new());
+    };
+    if batch.values().all(Option::is_none) {
+        return Ok(Vec::new());
+    }
+    let stored = match st.store.hashes(None).await {
+        Ok(Listing::Changed(inventory)) => inventory.hashes,
+        Ok(Listing::Unchanged) => return Ok(Vec::new()),
+        Err(e) => return Err(ApiError::store(&e)),
+    };
+    let room = max.saturating_sub(stored.len());
+    Ok(batch
+        .iter()
+        .filter(|(id, state)| state.is_some() && !stored.contains_key(*id))
+        .skip(room)
+        .map(|(id, _)| id.clone())
+        .collect())
+}
+
+/// Why a task was refused by the cap: `507`, naming the cap.
+fn cap_error(st: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        format!(
+            "this account may store at most {} tasks; delete (`hypertask purge`) or ask for more room",
+            st.opts.max_tasks.unwrap_or_default()
+        ),
+    )
 }
 
 /// `POST /tasks` (v1.1): `{"client_states": {id: null | task}}` → `{"server_states": {...}}`.
@@ -588,16 +675,33 @@ async fn resolve_batch(State(st): Shared, body: Body) -> Result<Json<BatchAnswer
         batch.insert(id, state);
     }
     drop(bytes);
+    // Tasks over the cap fail alone; a batch that is nothing but such tasks is refused whole.
+    let refused = over_cap(&st, &batch).await?;
+    for id in &refused {
+        batch.remove(id);
+    }
+    if !refused.is_empty() && batch.is_empty() {
+        return Err(cap_error(&st));
+    }
+    let mut answer = BatchAnswer {
+        server_states: BTreeMap::new(),
+        errors: refused
+            .iter()
+            .map(|id| {
+                let failure = TaskFailure {
+                    error: cap_error(&st).message,
+                    retryable: false,
+                };
+                (id.to_string(), failure)
+            })
+            .collect(),
+    };
     let wrote = batch.values().any(Option::is_some);
     let answers = st
         .store
         .resolve(batch)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    let mut answer = BatchAnswer {
-        server_states: BTreeMap::new(),
-        errors: BTreeMap::new(),
-    };
     for (id, result) in answers {
         match result {
             Ok(task) => {

@@ -50,6 +50,12 @@ pub struct ServerOptions {
     /// that do not go through this server (another server on the same database, a shared
     /// file); one read serves every held request (default 5 s).
     pub long_poll_recheck: Duration,
+    /// Most requests one user (one token) may make in a minute, in a sliding budget that
+    /// refills evenly; beyond it requests get `429` with `Retry-After` (default: no limit).
+    pub max_requests_per_minute: Option<u32>,
+    /// Most tasks (tombstones included) one user may store; a write that would store more gets
+    /// `507` (default: no limit).
+    pub max_tasks: Option<usize>,
 }
 
 impl Default for ServerOptions {
@@ -69,6 +75,8 @@ impl Default for ServerOptions {
             long_poll_max_wait: Duration::from_secs(60),
             max_long_polls: 256,
             long_poll_recheck: Duration::from_secs(5),
+            max_requests_per_minute: None,
+            max_tasks: None,
         }
     }
 }
@@ -87,6 +95,11 @@ impl ServerOptions {
             ("max_connections", self.max_connections),
             ("max_concurrent_requests", self.max_concurrent_requests),
             ("max_inflight_body_bytes", self.max_inflight_body_bytes),
+            (
+                "max_requests_per_minute",
+                self.max_requests_per_minute.map_or(1, |n| n as usize),
+            ),
+            ("max_tasks_per_user", self.max_tasks.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(format!("`{name}` must be at least 1"));
