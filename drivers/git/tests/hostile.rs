@@ -7,11 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::{bare, git, ref_of};
+use common::{bare, git, put_local, ref_of};
 use git2::{ObjectType, Oid, Repository, Signature};
-use hypertask_core::{
-    Engine, Replica, SyncOptions, SyncReport, Task, TaskId, DEFAULT_LOCK_TIMEOUT,
-};
+use hypertask_core::{Engine, Replica, SyncOptions, SyncReport, Task, TaskId};
 use serde_json::json;
 
 /// One raw tree entry: mode (octal text as git writes it), name bytes, object.
@@ -290,12 +288,6 @@ fn cached(data: &Path, id: &str) -> Option<Task> {
         .unwrap()
         .get(&TaskId::new(id).unwrap())
         .unwrap()
-}
-
-fn put_local(data: &Path, tasks: &[Task]) {
-    let replica = Replica::open(data).unwrap();
-    let lock = replica.lock(DEFAULT_LOCK_TIMEOUT).unwrap();
-    replica.put(&lock, tasks).unwrap();
 }
 
 struct Setup {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Mutex;
 
 use chrono::Utc;
-use common::{bare, git, ref_of, Daemon, Dirs};
+use common::{bare, git, ref_of, task, Daemon, Dirs};
 use hypertask_core::conformance::{Harness, Upstream};
 use hypertask_core::{async_trait, Change, PutOutcome, Store, Task, TaskId, Version, Write};
 use hypertask_driver_git::{GitConfig, GitStore};
@@ -33,12 +33,6 @@ impl Harness for DaemonHarness {
 
 mod conformance {
     hypertask_core::conformance_tests!(super::DaemonHarness::default());
-}
-
-fn task(id: &str, v: serde_json::Value) -> Task {
-    let mut doc = v;
-    doc["id"] = json!(id);
-    Task::from_value(doc).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
