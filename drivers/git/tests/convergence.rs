@@ -7,8 +7,8 @@ mod common;
 
 use chrono::Utc;
 use common::{
-    bare, changes, client, commit_count, git, local, put_local, ref_of, store, sync, sync_ok, task,
-    task_at, tid,
+    bare, changes, client, commit_count, git, hand_clone, local, put_local, ref_of, store, stored,
+    sync, sync_ok, task, task_at, tid,
 };
 use hypertask_core::{Change, PutOutcome, Replica, Store, Task, Version, Write};
 use serde_json::json;
@@ -92,15 +92,7 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
     );
     a.finish().await.unwrap();
     // b reads the task (fetching it) …
-    let seen = b
-        .get(&[tid("t1")])
-        .await
-        .unwrap()
-        .remove(&tid("t1"))
-        .unwrap()
-        .unwrap()
-        .unwrap()
-        .task;
+    let seen = stored(&b, &tid("t1")).await;
     assert_eq!(seen, base);
     // … a pushes an edit meanwhile …
     let mut ea = base.clone();
@@ -152,15 +144,7 @@ async fn a_rejected_push_fetches_merges_and_pushes_again() {
     let message = git(&remote, &["log", "-1", "--format=%s", "main"]);
     assert!(message.contains("merge origin/main"), "{message}");
     // a picks the merge up on its next read.
-    let got = a
-        .get(&[tid("t1")])
-        .await
-        .unwrap()
-        .remove(&tid("t1"))
-        .unwrap()
-        .unwrap()
-        .unwrap()
-        .task;
+    let got = stored(&a, &tid("t1")).await;
     assert_eq!(got, merged);
 }
 
@@ -185,16 +169,7 @@ async fn first_pushes_to_an_empty_remote_race_and_both_land() {
     assert_eq!(inv.entries.get(tb.id()).map(|e| &e.hash), Some(&tb.hash()));
     assert_eq!(b.list().await.unwrap().entries, inv.entries);
     // `git clone` of the remote checks out the branch with both tasks.
-    let hand = dir.join("hand");
-    git(
-        dir,
-        &[
-            "clone",
-            "--quiet",
-            remote.to_str().unwrap(),
-            hand.to_str().unwrap(),
-        ],
-    );
+    let hand = hand_clone(dir, &remote);
     assert!(hand.join("tasks/froma.json").exists() && hand.join("tasks/fromb.json").exists());
 }
 

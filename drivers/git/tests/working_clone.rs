@@ -6,7 +6,8 @@ mod common;
 
 use chrono::Utc;
 use common::{
-    bare, client, git, listing, local, put_local, ref_of, sync, sync_ok, task, task_at, tid,
+    bare, client, git, hand_clone, listing, local, put_local, ref_of, sync, sync_ok, task, task_at,
+    tid,
 };
 use hypertask_core::{Batch, Change, ErrorKind};
 use serde_json::json;
@@ -28,16 +29,7 @@ async fn a_hand_edit_pushed_with_git_is_picked_up() {
 
     // Someone clones the remote, fixes the description (bumping its clock, as the format
     // says), adds a task by hand, commits and pushes with plain git.
-    let hand = dir.join("hand");
-    git(
-        dir,
-        &[
-            "clone",
-            "--quiet",
-            remote.to_str().unwrap(),
-            hand.to_str().unwrap(),
-        ],
-    );
+    let hand = hand_clone(dir, &remote);
     let path = hand.join("tasks/t1.json");
     let mut doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -81,16 +73,7 @@ async fn an_unparsable_file_is_reported_and_left_alone() {
     );
     sync_ok(&data, client(dir, "a", &remote)).await;
 
-    let hand = dir.join("hand");
-    git(
-        dir,
-        &[
-            "clone",
-            "--quiet",
-            remote.to_str().unwrap(),
-            hand.to_str().unwrap(),
-        ],
-    );
+    let hand = hand_clone(dir, &remote);
     let broken = b"{\"id\": \"victim\", \"description\": <<<<<<< oops\n";
     std::fs::write(hand.join("tasks/victim.json"), broken).unwrap();
     git(&hand, &["commit", "--quiet", "-am", "break a file"]);

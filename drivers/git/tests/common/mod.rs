@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use hypertask_core::{
-    Checked, Driver, DriverSpec, Engine, Inventory, Listing, Registry, Replica, SyncOptions,
+    Checked, Driver, DriverSpec, Engine, Inventory, Listing, Registry, Replica, Store, SyncOptions,
     SyncReport, Task, TaskId, DEFAULT_LOCK_TIMEOUT,
 };
 use hypertask_driver_git::{GitConfig, GitStore};
@@ -271,6 +271,34 @@ pub fn commit_count(repo: &Path, rev: &str) -> usize {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// A clone of `remote` at `dir/hand`, made with plain git, for edits "by hand".
+pub fn hand_clone(dir: &Path, remote: &Path) -> PathBuf {
+    let hand = dir.join("hand");
+    git(
+        dir,
+        &[
+            "clone",
+            "--quiet",
+            remote.to_str().unwrap(),
+            hand.to_str().unwrap(),
+        ],
+    );
+    hand
+}
+
+/// Task `id` as `store` reads it; it must be stored there.
+pub async fn stored(store: &GitStore, id: &TaskId) -> Task {
+    store
+        .get(std::slice::from_ref(id))
+        .await
+        .unwrap()
+        .remove(id)
+        .expect("an answer for the id asked")
+        .unwrap()
+        .expect("the task is stored")
+        .task
 }
 
 /// A git store with its clone at `dir/<name>` of `remote`, built directly (not through the

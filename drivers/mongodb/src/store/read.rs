@@ -99,11 +99,21 @@ impl MongoStore {
         let mut found: HashMap<String, Document> = HashMap::with_capacity(ids.len());
         let listed = self.listed.load(Ordering::Relaxed);
         let scan_all = ids.len() > MAX_IN && ids.len() * 2 >= listed;
-        if scan_all {
-            // Most of the collection: one unfiltered scan beats many `$in` lists.
-            let wanted: HashSet<&str> = ids.iter().map(TaskId::as_str).collect();
+        // Most of the collection: one unfiltered scan beats many `$in` lists.
+        let filters: Vec<Document> = if scan_all {
+            vec![doc! {}]
+        } else {
+            ids.chunks(MAX_IN)
+                .map(|chunk| {
+                    let ids: Vec<&str> = chunk.iter().map(TaskId::as_str).collect();
+                    doc! { "_id": { "$in": ids } }
+                })
+                .collect()
+        };
+        let wanted: HashSet<&str> = ids.iter().map(TaskId::as_str).collect();
+        for filter in filters {
             let mut cursor = coll
-                .find(doc! {})
+                .find(filter)
                 .await
                 .map_err(|e| convert(&self.name, &what, e))?;
             while let Some(doc) = cursor
@@ -115,22 +125,6 @@ impl MongoStore {
                     if wanted.contains(id) {
                         found.insert(id.to_owned(), doc);
                     }
-                }
-            }
-        }
-        for chunk in ids.chunks(MAX_IN).filter(|_| !scan_all) {
-            let wanted: Vec<&str> = chunk.iter().map(TaskId::as_str).collect();
-            let mut cursor = coll
-                .find(doc! { "_id": { "$in": wanted } })
-                .await
-                .map_err(|e| convert(&self.name, &what, e))?;
-            while let Some(doc) = cursor
-                .try_next()
-                .await
-                .map_err(|e| convert(&self.name, &what, e))?
-            {
-                if let Ok(id) = doc.get_str("_id") {
-                    found.insert(id.to_owned(), doc);
                 }
             }
         }
