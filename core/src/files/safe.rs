@@ -233,3 +233,134 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::task::DEFAULT_MAX_TASK_BYTES;
+    use std::os::unix::fs::symlink;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from(0o644)).unwrap();
+    }
+
+    /// Runs `f` on its own thread. Should it hang on `fifo`, the FIFO's other end is opened so
+    /// the thread is released, and the test fails.
+    fn never_hangs<T: Send + 'static>(fifo: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(v) => v,
+            Err(_) => {
+                let mut writer = fs::OpenOptions::new();
+                let _w = no_follow(writer.write(true)).open(fifo);
+                let mut reader = fs::OpenOptions::new();
+                let _r = no_follow(reader.read(true)).open(fifo);
+                panic!("blocked on the FIFO {}", fifo.display());
+            }
+        }
+    }
+
+    #[test]
+    fn open_regular_refuses_links_fifos_and_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside.txt");
+        fs::write(&outside, b"secret").unwrap();
+        let link = tmp.path().join("link.json");
+        symlink(&outside, &link).unwrap();
+        let fifo = tmp.path().join("fifo.json");
+        mkfifo(&fifo);
+        let dir = tmp.path().join("dir.json");
+        fs::create_dir(&dir).unwrap();
+
+        let err = |p: &Path| open_regular(p).map(|_| ()).unwrap_err();
+        let e = err(&link);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "is a symbolic link, not a regular file");
+        let f = fifo.clone();
+        let e = never_hangs(&fifo, move || open_regular(&f).map(|_| ()).unwrap_err());
+        assert_eq!(e.to_string(), "is a FIFO, not a regular file");
+        assert_eq!(err(&dir).to_string(), "is a directory, not a regular file");
+        assert_eq!(
+            err(&tmp.path().join("absent")).kind(),
+            io::ErrorKind::NotFound
+        );
+        assert!(open_regular(&outside).is_ok());
+    }
+
+    #[test]
+    fn read_capped_stops_at_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        fs::write(&p, b"12345").unwrap();
+        assert_eq!(read_capped(&p, 5).unwrap(), b"12345");
+        assert_eq!(
+            read_capped(&p, 4).unwrap_err().kind(),
+            io::ErrorKind::FileTooLarge
+        );
+        // A sparse file far beyond the limit is refused by its size: nothing is read.
+        let sparse = tmp.path().join("sparse");
+        File::create(&sparse).unwrap().set_len(3 << 30).unwrap();
+        let e = read_capped(&sparse, DEFAULT_MAX_TASK_BYTES).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "holds more than the limit of 1048576 bytes");
+    }
+
+    #[test]
+    fn a_lock_file_is_never_followed_nor_blocks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wait = Duration::from_secs(1);
+        // A symbolic link to a file that does not exist yet: the target is never created.
+        let target = tmp.path().join("planted");
+        let link = tmp.path().join("link.lock");
+        symlink(&target, &link).unwrap();
+        let e = lock_file(&link, wait).unwrap_err();
+        assert_eq!(e.to_string(), "is a symbolic link, not a regular file");
+        assert!(!target.exists());
+        // A symbolic link to a file with content: never truncated or locked through.
+        fs::write(&target, b"keep me").unwrap();
+        assert!(lock_file(&link, wait).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
+        // A FIFO: refused at once.
+        let fifo = tmp.path().join("fifo.lock");
+        mkfifo(&fifo);
+        let f = fifo.clone();
+        let e = never_hangs(&fifo, move || lock_file(&f, wait).map(|_| ()).unwrap_err());
+        assert_eq!(e.to_string(), "is a FIFO, not a regular file");
+        // A regular file keeps its content.
+        let plain = tmp.path().join("plain.lock");
+        fs::write(&plain, b"pid 1").unwrap();
+        assert!(lock_file(&plain, wait).unwrap().is_some());
+        assert_eq!(fs::read(&plain).unwrap(), b"pid 1");
+    }
+
+    #[test]
+    fn new_files_get_fresh_unpredictable_names_and_links_are_replaced_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, _) = create_exclusive(tmp.path(), ".probe-").unwrap();
+        let (b, _) = create_exclusive(tmp.path(), ".probe-").unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        assert_eq!(name.len(), ".probe-".len() + 32);
+
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"keep me").unwrap();
+        let dest = tmp.path().join("dest.json");
+        symlink(&victim, &dest).unwrap();
+        write_atomic(&dest, b"new", false).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+        assert!(fs::symlink_metadata(&dest).unwrap().is_file());
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        let left: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

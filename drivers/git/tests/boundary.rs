@@ -5,18 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{bare, client, git, ref_of};
-use hypertask_core::{Engine, Replica, SyncOptions, SyncReport, Task, DEFAULT_LOCK_TIMEOUT};
+use common::{bare, client, git, put_local, ref_of};
+use hypertask_core::{Engine, Replica, SyncOptions, SyncReport, Task};
 use serde_json::json;
 
 fn task(id: &str, description: &str) -> Task {
     Task::from_value(json!({"id": id, "description": description})).unwrap()
-}
-
-fn put_local(data: &Path, tasks: &[Task]) {
-    let replica = Replica::open(data).unwrap();
-    let lock = replica.lock(DEFAULT_LOCK_TIMEOUT).unwrap();
-    replica.put(&lock, tasks).unwrap();
 }
 
 async fn sync_with(

@@ -7,11 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::{bare, git, ref_of};
+use common::{bare, git, hand_clone, put_local, ref_of};
 use git2::{ObjectType, Oid, Repository, Signature};
-use hypertask_core::{
-    Engine, Replica, SyncOptions, SyncReport, Task, TaskId, DEFAULT_LOCK_TIMEOUT,
-};
+use hypertask_core::{Engine, Replica, SyncOptions, SyncReport, Task, TaskId};
 use serde_json::json;
 
 /// One raw tree entry: mode (octal text as git writes it), name bytes, object.
@@ -292,12 +290,6 @@ fn cached(data: &Path, id: &str) -> Option<Task> {
         .unwrap()
 }
 
-fn put_local(data: &Path, tasks: &[Task]) {
-    let replica = Replica::open(data).unwrap();
-    let lock = replica.lock(DEFAULT_LOCK_TIMEOUT).unwrap();
-    replica.put(&lock, tasks).unwrap();
-}
-
 struct Setup {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -375,16 +367,7 @@ async fn symlinks_in_the_clone_are_never_written_through() {
     std::fs::write(outside.join("two.json"), "precious").unwrap();
 
     // Someone else pushes new states of both tasks.
-    let hand = s.root.join("hand");
-    git(
-        &s.root,
-        &[
-            "clone",
-            "--quiet",
-            s.remote.to_str().unwrap(),
-            hand.to_str().unwrap(),
-        ],
-    );
+    let hand = hand_clone(&s.root, &s.remote);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for (id, d) in [("one", "1b"), ("two", "2b")] {
         let t = Task::from_value(json!({"id": id, "description": d, "updated_at": now})).unwrap();

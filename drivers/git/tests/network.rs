@@ -6,7 +6,7 @@ mod common;
 use std::sync::Mutex;
 
 use chrono::Utc;
-use common::{bare, git, ref_of, Daemon, Dirs};
+use common::{bare, git, ref_of, stored, task, Daemon, Dirs};
 use hypertask_core::conformance::{Harness, Upstream};
 use hypertask_core::{async_trait, Change, PutOutcome, Store, Task, TaskId, Version, Write};
 use hypertask_driver_git::{GitConfig, GitStore};
@@ -35,12 +35,6 @@ mod conformance {
     hypertask_core::conformance_tests!(super::DaemonHarness::default());
 }
 
-fn task(id: &str, v: serde_json::Value) -> Task {
-    let mut doc = v;
-    doc["id"] = json!(id);
-    Task::from_value(doc).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
     let tmp = tempfile::tempdir().unwrap();
@@ -62,15 +56,7 @@ async fn a_push_rejected_by_the_server_is_merged_and_pushed_again() {
     );
     a.put(vec![Write::new(base.clone(), None)]).await.unwrap();
     a.finish().await.unwrap();
-    let seen = b
-        .get(std::slice::from_ref(&id))
-        .await
-        .unwrap()
-        .remove(&id)
-        .unwrap()
-        .unwrap()
-        .unwrap()
-        .task;
+    let seen = stored(&b, &id).await;
     let mut ea = base.clone();
     ea.edit(&[Change::AddTag("a".into())], Utc::now()).unwrap();
     a.put(vec![Write::new(

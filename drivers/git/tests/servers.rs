@@ -13,10 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{bare, git};
-use hypertask_core::{
-    Engine, Replica, SyncOptions, SyncReport, Task, TaskId, DEFAULT_LOCK_TIMEOUT,
-};
+use common::{bare, git, put_local};
+use hypertask_core::{Engine, Replica, SyncOptions, SyncReport, Task, TaskId};
 use serde_json::json;
 
 /// A server process, killed on drop.
@@ -141,12 +139,6 @@ fn credentials(dir: &Path, name: &str, url: &str, password: &str) -> String {
     let file = dir.join(name);
     std::fs::write(&file, format!("{scheme}://alice:{password}@{host}\n")).unwrap();
     format!("store --file={}", file.display())
-}
-
-fn put_local(data: &Path, tasks: &[Task]) {
-    let replica = Replica::open(data).unwrap();
-    let lock = replica.lock(DEFAULT_LOCK_TIMEOUT).unwrap();
-    replica.put(&lock, tasks).unwrap();
 }
 
 fn task(id: &str, description: &str) -> Task {

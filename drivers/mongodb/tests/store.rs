@@ -517,3 +517,33 @@ async fn a_batch_of_inserts_settles_clashes_one_by_one() {
     assert_eq!(task_of(&old), Some(old.clone()));
     assert_eq!(task_of(&new("fresh2")), Some(new("fresh2")));
 }
+
+/// Many ids are read by one unfiltered scan when they are most of the collection, and in `$in`
+/// lists of at most 1,000 otherwise: either way exactly the tasks asked, absent ones as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ids_read_the_same_by_a_scan_or_in_lists() {
+    let coll = common::fresh_collection("manyids");
+    let s = common::store("db", &coll);
+    let tasks: Vec<Task> = (0..2100)
+        .map(|i| task(json!({"id": format!("t{i:04}"), "description": format!("n{i}")})))
+        .collect();
+    let writes = tasks.iter().map(|t| Write::new(t.clone(), None)).collect();
+    let puts = s.put(writes).await.unwrap();
+    assert!(puts
+        .values()
+        .all(|o| matches!(o, Ok(PutOutcome::Written(_)))));
+    assert_eq!(s.list().await.unwrap().entries.len(), 2100);
+    let absent = TaskId::new("absent").unwrap();
+    // 2,101 ids of 2,100 listed: one scan. 1,041 ids: two `$in` lists.
+    for wanted in [&tasks[..], &tasks[..1040]] {
+        let mut ids: Vec<TaskId> = wanted.iter().map(|t| t.id().clone()).collect();
+        ids.push(absent.clone());
+        let got = s.get(&ids).await.unwrap();
+        assert_eq!(got.len(), ids.len());
+        assert!(matches!(got[&absent], Ok(None)));
+        for t in wanted {
+            let stored = got[t.id()].as_ref().unwrap().as_ref().expect("stored");
+            assert_eq!(&stored.task, t);
+        }
+    }
+}

@@ -1,12 +1,17 @@
-//! Shared helpers: temporary bare remotes, clones built through the registry, and the `git`
-//! command for "by hand" steps.
+//! Shared helpers: temporary bare remotes, clones built through the registry, the `git`
+//! command for "by hand" steps, and the local cache and sync engine as `hypertask` drives them.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use hypertask_core::{Driver, DriverSpec, Registry};
+use hypertask_core::{
+    Checked, Driver, DriverSpec, Engine, Inventory, Listing, Registry, Replica, Store, SyncOptions,
+    SyncReport, Task, TaskId, DEFAULT_LOCK_TIMEOUT,
+};
+use hypertask_driver_git::{GitConfig, GitStore};
+use serde_json::json;
 
 /// Runs `git ARGS…` in `dir` with a fixed identity; asserts success and returns stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -196,4 +201,112 @@ impl hypertask_core::conformance::Upstream for RemoteUpstream {
         git(&hand, &["push", "--quiet", "origin", "HEAD:main"]);
         true
     }
+}
+
+/// Task `id` with the fields of `v`.
+pub fn task(id: &str, v: serde_json::Value) -> Task {
+    let mut doc = v;
+    doc["id"] = json!(id);
+    Task::from_value(doc).expect("valid task")
+}
+
+/// A task id known to be valid.
+pub fn tid(s: &str) -> TaskId {
+    TaskId::new(s).unwrap()
+}
+
+/// Writes tasks into the local cache of data dir `data`, as `hypertask add/modify` would.
+pub fn put_local(data: &Path, tasks: &[Task]) {
+    let replica = Replica::open(data).unwrap();
+    let lock = replica.lock(DEFAULT_LOCK_TIMEOUT).unwrap();
+    replica.put(&lock, tasks).unwrap();
+}
+
+/// Task `id` in the local cache of data dir `data`.
+pub fn local(data: &Path, id: &str) -> Option<Task> {
+    Replica::open(data).unwrap().get(&tid(id)).unwrap()
+}
+
+/// One `hypertask sync` of data dir `data` with `driver`.
+pub async fn sync(data: &Path, driver: Arc<dyn Driver>) -> SyncReport {
+    let replica = Replica::open(data).unwrap();
+    Engine::new(replica, vec![Checked::new(driver)], SyncOptions::default())
+        .sync()
+        .await
+        .expect("the cache syncs")
+}
+
+/// [`sync`], which must succeed for every driver.
+pub async fn sync_ok(data: &Path, driver: Arc<dyn Driver>) -> SyncReport {
+    let report = sync(data, driver).await;
+    assert!(report.is_ok(), "sync failed: {report:#?}");
+    report
+}
+
+/// How many tasks a sync pulled, pushed or merged.
+pub fn changes(r: &SyncReport) -> usize {
+    r.drivers
+        .iter()
+        .map(|d| d.pulled + d.pushed + d.merged)
+        .sum()
+}
+
+/// The driver's full listing (never `Unchanged`).
+pub async fn listing(d: &dyn Driver) -> Inventory {
+    match d.hashes(None).await.expect("hashes") {
+        Listing::Changed(inv) => inv,
+        Listing::Unchanged => panic!("hashes(None) lists"),
+    }
+}
+
+/// The task file at `rev` in a repository, parsed (so it holds no conflict markers).
+pub fn task_at(repo: &Path, rev: &str, id: &str) -> Task {
+    let bytes = git(repo, &["show", &format!("{rev}:tasks/{id}.json")]);
+    Task::from_json(bytes.as_bytes()).expect("the committed file is a valid task")
+}
+
+/// How many commits `rev` has in `repo`.
+pub fn commit_count(repo: &Path, rev: &str) -> usize {
+    git(repo, &["rev-list", "--count", rev])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A clone of `remote` at `dir/hand`, made with plain git, for edits "by hand".
+pub fn hand_clone(dir: &Path, remote: &Path) -> PathBuf {
+    let hand = dir.join("hand");
+    git(
+        dir,
+        &[
+            "clone",
+            "--quiet",
+            remote.to_str().unwrap(),
+            hand.to_str().unwrap(),
+        ],
+    );
+    hand
+}
+
+/// Task `id` as `store` reads it; it must be stored there.
+pub async fn stored(store: &GitStore, id: &TaskId) -> Task {
+    store
+        .get(std::slice::from_ref(id))
+        .await
+        .unwrap()
+        .remove(id)
+        .expect("an answer for the id asked")
+        .unwrap()
+        .expect("the task is stored")
+        .task
+}
+
+/// A git store with its clone at `dir/<name>` of `remote`, built directly (not through the
+/// registry) to call the `Store` operations one by one.
+pub fn store(dir: &Path, name: &str, remote: &Path) -> GitStore {
+    let config: GitConfig = serde_json::from_value(json!({
+        "path": dir.join(name), "remote": remote
+    }))
+    .unwrap();
+    GitStore::new(name, &config, dir).unwrap()
 }
