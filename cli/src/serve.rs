@@ -79,9 +79,10 @@ pub(crate) fn serve(
         .iter()
         .map(|(name, user)| {
             let credential = credential(name, user).map_err(Usage)?;
-            let spec = spec.clone().with_namespace(name.as_str()).map_err(|e| {
-                Usage(format!("[server.users.{name}]: {}", e.message()))
-            })?;
+            let spec = spec
+                .clone()
+                .with_namespace(name.as_str())
+                .map_err(|e| Usage(format!("[server.users.{name}]: {}", e.message())))?;
             let store = registry.build(&spec)?;
             Ok(User {
                 name: name.clone(),
@@ -111,7 +112,13 @@ pub(crate) fn serve(
             spec.kind
         );
         if users.is_empty() {
-            run_server(listener, std::sync::Arc::new(store), options, shutdown_signal()).await?;
+            run_server(
+                listener,
+                std::sync::Arc::new(store),
+                options,
+                shutdown_signal(),
+            )
+            .await?;
         } else {
             serve_users(listener, users, options, shutdown_signal()).await?;
         }

@@ -77,7 +77,11 @@ impl Registry {
                 format!(
                     "a {} store cannot keep several users' tasks apart; use one of: {}",
                     spec.kind,
-                    if able.is_empty() { "(none registered)".to_owned() } else { able.join(", ") }
+                    if able.is_empty() {
+                        "(none registered)".to_owned()
+                    } else {
+                        able.join(", ")
+                    }
                 ),
             ));
         }

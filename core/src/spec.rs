@@ -141,7 +141,10 @@ impl DriverSpec {
     }
 
     /// Sets the namespace, after checking it is a valid one ([`valid_namespace`]).
-    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Result<DriverSpec, DriverError> {
+    pub fn with_namespace(
+        mut self,
+        namespace: impl Into<String>,
+    ) -> Result<DriverSpec, DriverError> {
         let namespace = namespace.into();
         valid_namespace(&namespace).map_err(|why| {
             DriverError::new(
@@ -234,7 +237,17 @@ mod tests {
         for ok in ["alice", "bob-2", "x", "a_b", "0day"] {
             assert_eq!(valid_namespace(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Alice", "../x", "a/b", ".", "-x", "_x", "a b", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "Alice",
+            "../x",
+            "a/b",
+            ".",
+            "-x",
+            "_x",
+            "a b",
+            &"a".repeat(33),
+        ] {
             assert!(valid_namespace(bad).is_err(), "{bad:?}");
         }
         let spec = DriverSpec::new("s", "fs", json!({}), "/d");

@@ -99,7 +99,10 @@ fn two_users_on_one_server_never_see_each_others_tasks() {
     assert_eq!(status, StatusCode::OK);
     let ids: Vec<&String> = listed.as_object().unwrap().keys().collect();
     assert_eq!(ids.len(), 2, "{listed}");
-    assert!(listed.get(&a1).is_some() && listed.get(&b1).is_none(), "{listed}");
+    assert!(
+        listed.get(&a1).is_some() && listed.get(&b1).is_none(),
+        "{listed}"
+    );
     let (_, listed) = request(&http, &server, BOB, "GET", "/hashes", None);
     assert_eq!(listed.as_object().unwrap().len(), 1, "{listed}");
     let bob_hash = listed[&b1].clone();
@@ -186,7 +189,10 @@ fn a_user_over_the_request_rate_gets_429_and_the_other_user_does_not() {
     assert!((1..=12).contains(&retry), "Retry-After: {retry}");
     let body: Value = resp.json().unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("too many requests"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests"),
         "{body}"
     );
     // Bob's budget is his own.
@@ -214,17 +220,26 @@ fn a_user_over_the_task_cap_gets_507_and_keeps_what_fits() {
     let http = Client::new();
     let (status, listed) = request(&http, &server, ALICE, "GET", "/hashes", None);
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(listed.as_object().unwrap().len(), 3, "nothing beyond the cap");
+    assert_eq!(
+        listed.as_object().unwrap().len(),
+        3,
+        "nothing beyond the cap"
+    );
     let (status, body) = request(
         &http,
         &server,
         ALICE,
         "POST",
         "/tasks",
-        Some(json!({"client_states": {"extraextra0001": {"id": "extraextra0001", "description": "x"}}})),
+        Some(
+            json!({"client_states": {"extraextra0001": {"id": "extraextra0001", "description": "x"}}}),
+        ),
     );
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
-    assert!(body["error"].as_str().unwrap().contains("at most 3"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("at most 3"),
+        "{body}"
+    );
     // Editing a task already stored still works at the cap.
     let id = alice.tasks()[0]["id"].as_str().unwrap().to_owned();
     alice.ok(&["modify", &id, "edited", "at", "the", "cap"]);

@@ -325,7 +325,7 @@ async fn log_request(req: Request, next: Next) -> Response {
 async fn authenticate(State(st): Shared, req: Request, next: Next) -> Response {
     if let Some(expected) = &st.token_digest {
         match presented_digest(req.headers()) {
-            Err(resp) => return resp,
+            Err(why) => return unauthorized(why),
             Ok(digest) if !same_digest(&digest, expected) => return unauthorized("wrong token"),
             Ok(_) => {}
         }
@@ -333,18 +333,19 @@ async fn authenticate(State(st): Shared, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The SHA-256 of the token a request presents, or the `401` answer when it presents none.
-fn presented_digest(headers: &HeaderMap) -> Result<ContentHash, Response> {
+/// The SHA-256 of the token a request presents, or why it presents none (for a `401`).
+fn presented_digest(headers: &HeaderMap) -> Result<ContentHash, &'static str> {
     let header = headers.get(AUTHORIZATION);
-    match header.and_then(|v| v.to_str().ok()).and_then(presented_token) {
-        None if header.is_none() => Err(unauthorized(
-            "missing `Authorization` header; send `Authorization: Bearer <token>`",
-        )),
-        None => Err(unauthorized(
-            "unsupported `Authorization` header; send `Authorization: Bearer <token>`",
-        )),
+    match header
+        .and_then(|v| v.to_str().ok())
+        .and_then(presented_token)
+    {
+        None if header.is_none() => {
+            Err("missing `Authorization` header; send `Authorization: Bearer <token>`")
+        }
+        None => Err("unsupported `Authorization` header; send `Authorization: Bearer <token>`"),
         // A configured empty token matches no request.
-        Some("") => Err(unauthorized("wrong token")),
+        Some("") => Err("wrong token"),
         Some(t) => Ok(digest_of(t)),
     }
 }

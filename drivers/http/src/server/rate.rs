@@ -41,7 +41,9 @@ impl RateLimit {
             *left -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *left) * 60.0 / self.per_minute))
+            Err(Duration::from_secs_f64(
+                (1.0 - *left) * 60.0 / self.per_minute,
+            ))
         }
     }
 }
@@ -55,7 +57,8 @@ pub(super) fn too_many_requests(wait: Duration) -> Response {
         format!("too many requests for this account; retry in {secs} s"),
     )
     .into_response();
-    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(secs));
     resp
 }
 
@@ -70,6 +73,9 @@ mod tests {
             assert_eq!(rate.take(), Ok(()));
         }
         let wait = rate.take().unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
     }
 }

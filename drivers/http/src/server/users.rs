@@ -89,9 +89,7 @@ pub(super) fn users_app(
         return Err("a server for several users needs at least one user".into());
     }
     if opts.token.is_some() {
-        return Err(
-            "set either a token for the whole server or one per user, not both".into(),
-        );
+        return Err("set either a token for the whole server or one per user, not both".into());
     }
     let mut names = BTreeSet::new();
     let mut digests = BTreeSet::new();
@@ -128,7 +126,7 @@ pub(super) fn users_app(
 async fn dispatch(State(accounts): State<Arc<Vec<Account>>>, req: Request) -> Response {
     let digest = match presented_digest(req.headers()) {
         Ok(d) => d,
-        Err(resp) => return resp,
+        Err(why) => return unauthorized(why),
     };
     let mut found = None;
     for account in accounts.iter() {
