@@ -37,7 +37,9 @@ impl Depth {
 
     /// The depth `d`, when it is 1 to 4.
     pub fn new(d: u8) -> Option<Depth> {
-        (Depth::MIN.0..=Depth::MAX.0).contains(&d).then_some(Depth(d))
+        (Depth::MIN.0..=Depth::MAX.0)
+            .contains(&d)
+            .then_some(Depth(d))
     }
 
     /// The number of hex digits.
@@ -223,16 +225,31 @@ mod tests {
         assert_eq!(
             at(1),
             [
-                pair("3", "7bca9bfcc7bd01213b7744f017a5c830c9c4bbf446e755e194312b139e02ddf8"),
-                pair("c", "a8bd5d837a9ca07cd623efc1b548824de49cb5c55a4e27f602748e6c73ce54aa"),
+                pair(
+                    "3",
+                    "7bca9bfcc7bd01213b7744f017a5c830c9c4bbf446e755e194312b139e02ddf8"
+                ),
+                pair(
+                    "c",
+                    "a8bd5d837a9ca07cd623efc1b548824de49cb5c55a4e27f602748e6c73ce54aa"
+                ),
             ]
         );
         assert_eq!(
             at(2),
             [
-                pair("3e", "7beff7c35b7645111b6d6ebc2dce292f71874c3a714d93afa846d19e1eb4405f"),
-                pair("3f", "4977c37c492031a466f773e96551fedc7048ff5a16a40e6e139cd450d0efeaaf"),
-                pair("ca", "a8bd5d837a9ca07cd623efc1b548824de49cb5c55a4e27f602748e6c73ce54aa"),
+                pair(
+                    "3e",
+                    "7beff7c35b7645111b6d6ebc2dce292f71874c3a714d93afa846d19e1eb4405f"
+                ),
+                pair(
+                    "3f",
+                    "4977c37c492031a466f773e96551fedc7048ff5a16a40e6e139cd450d0efeaaf"
+                ),
+                pair(
+                    "ca",
+                    "a8bd5d837a9ca07cd623efc1b548824de49cb5c55a4e27f602748e6c73ce54aa"
+                ),
             ]
         );
     }

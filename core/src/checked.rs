@@ -204,7 +204,10 @@ impl Driver for Checked {
         Ok(listing)
     }
 
-    async fn buckets(&self, known_root: Option<&ContentHash>) -> Result<BucketListing, DriverError> {
+    async fn buckets(
+        &self,
+        known_root: Option<&ContentHash>,
+    ) -> Result<BucketListing, DriverError> {
         let listing = self
             .guard("listing buckets", self.inner.buckets(known_root))
             .await?;

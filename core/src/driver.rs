@@ -83,6 +83,19 @@ impl Inventory {
     pub fn root(&self) -> ContentHash {
         root_hash(&self.hashes)
     }
+
+    /// The entries whose id falls in one of `buckets`, with the problems of those ids and
+    /// those that name no id: what [`Driver::hashes_in`] answers.
+    pub fn restricted(self, buckets: &BTreeSet<Bucket>) -> Inventory {
+        Inventory {
+            hashes: in_buckets(&self.hashes, buckets),
+            problems: self
+                .problems
+                .into_iter()
+                .filter(|p| p.id.as_ref().is_none_or(|id| in_any(buckets, id)))
+                .collect(),
+        }
+    }
 }
 
 /// The answer to [`Driver::hashes`].
@@ -185,7 +198,10 @@ pub trait Driver: Send + Sync + Debug {
     /// - The default lists with `hashes` and computes the buckets: correct for any driver, and
     ///   no cheaper than `hashes`. A driver that can answer more cheaply overrides this and
     ///   [`Driver::hashes_in`], and declares [`Capabilities::buckets`].
-    async fn buckets(&self, known_root: Option<&ContentHash>) -> Result<BucketListing, DriverError> {
+    async fn buckets(
+        &self,
+        known_root: Option<&ContentHash>,
+    ) -> Result<BucketListing, DriverError> {
         Ok(match self.hashes(known_root).await? {
             Listing::Unchanged => BucketListing::Unchanged,
             Listing::Changed(inventory) => {
@@ -208,14 +224,7 @@ pub trait Driver: Send + Sync + Debug {
     /// - The default lists with `hashes` and filters.
     async fn hashes_in(&self, buckets: &BTreeSet<Bucket>) -> Result<Inventory, DriverError> {
         match self.hashes(None).await? {
-            Listing::Changed(inventory) => Ok(Inventory {
-                hashes: in_buckets(&inventory.hashes, buckets),
-                problems: inventory
-                    .problems
-                    .into_iter()
-                    .filter(|p| p.id.as_ref().is_none_or(|id| in_any(buckets, id)))
-                    .collect(),
-            }),
+            Listing::Changed(inventory) => Ok(inventory.restricted(buckets)),
             Listing::Unchanged => Err(DriverError::new(
                 self.info().name,
                 ErrorKind::Protocol,

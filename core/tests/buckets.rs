@@ -196,7 +196,10 @@ async fn a_few_changes_fetch_only_their_buckets() {
     let r = a.sync(&[Checked::new(da.clone())], options()).await;
     assert_eq!((r.drivers[0].pulled, r.drivers[0].pushed), (3, 0), "{r:?}");
     let calls = da.take();
-    assert!(!calls.contains(&Call::Hashes), "no whole listing: {calls:?}");
+    assert!(
+        !calls.contains(&Call::Hashes),
+        "no whole listing: {calls:?}"
+    );
     assert_eq!(
         calls
             .iter()
@@ -269,7 +272,10 @@ async fn the_guard_counts_every_upstream_task_not_only_the_fetched_ones() {
     tombstone(&a, &victims[8..20]);
     let r = a.sync(&[Checked::new(d.clone())], strict).await;
     let err = r.drivers[0].error.as_deref().expect("the guard trips");
-    assert!(err.contains("12 of the 992 live tasks in the driver"), "{err}");
+    assert!(
+        err.contains("12 of the 992 live tasks in the driver"),
+        "{err}"
+    );
     assert!(!d.take().contains(&Call::Hashes));
     assert_eq!(
         store.snapshot().values().filter(|t| t.is_deleted()).count(),
@@ -293,7 +299,10 @@ async fn a_bucket_listing_with_tasks_outside_the_buckets_asked_fails_the_driver(
         overreach: true,
     });
     let r = a.sync(&[Checked::new(rogue)], options()).await;
-    let err = r.drivers[0].error.as_deref().expect("the answer is refused");
+    let err = r.drivers[0]
+        .error
+        .as_deref()
+        .expect("the answer is refused");
     assert!(err.contains("in none of the buckets asked"), "{err}");
     assert!(
         store

@@ -291,7 +291,9 @@ impl Engine {
                 None => self.scan(cx).await?,
             };
             let root = root_hash(&local.hashes);
-            let Some(inventory) = self.upstream(driver, upstream, &local.hashes, &root).await?
+            let Some(inventory) = self
+                .upstream(driver, upstream, &local.hashes, &root)
+                .await?
             else {
                 rep.skipped.clear();
                 return Ok(Some(root));

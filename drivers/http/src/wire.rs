@@ -5,7 +5,7 @@
 //! `&Task` and reads answers as raw JSON (so it can measure each state before parsing it); the
 //! server reads requests as raw JSON for the same reason and answers `Task`s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use hypertask_core::{Bucket, BucketHashes, Depth};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -67,14 +67,17 @@ pub(crate) fn bucket_list<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> 
 /// Reads the value of the `buckets` query parameter: 1 to [`MAX_QUERY_BUCKETS`] prefixes of
 /// one depth, separated by commas (sent as is or percent-encoded as `%2C`).
 #[cfg(any(feature = "server", test))]
-pub(crate) fn parse_bucket_list(value: &str) -> Result<BTreeSet<Bucket>, String> {
+pub(crate) fn parse_bucket_list(value: &str) -> Result<std::collections::BTreeSet<Bucket>, String> {
     let value = value.replace("%2C", ",").replace("%2c", ",");
-    let mut out = BTreeSet::new();
+    let mut out = std::collections::BTreeSet::new();
     for name in value.split(',') {
         let bucket = Bucket::parse(name).ok_or_else(|| {
             format!("`buckets`: {name:?} is not a bucket (1 to 4 lowercase hex digits)")
         })?;
-        if let Some(first) = out.first().filter(|b: &&Bucket| b.depth() != bucket.depth()) {
+        if let Some(first) = out
+            .first()
+            .filter(|b: &&Bucket| b.depth() != bucket.depth())
+        {
             return Err(format!(
                 "`buckets`: {first} and {bucket} are of different depths; ask one depth at a time"
             ));
@@ -211,7 +214,8 @@ mod tests {
         let b = |s: &str| Bucket::parse(s).unwrap();
         let list = bucket_list(&[b("0a"), b("ff")]);
         assert_eq!(list, "0a,ff");
-        assert_eq!(parse_bucket_list(&list).unwrap(), BTreeSet::from([b("0a"), b("ff")]));
+        let want = std::collections::BTreeSet::from([b("0a"), b("ff")]);
+        assert_eq!(parse_bucket_list(&list).unwrap(), want);
         assert_eq!(parse_bucket_list("0a%2Cff").unwrap().len(), 2);
         for bad in ["", "0a,", "0a,f", "0A", "12345", "0a,,ff"] {
             assert!(parse_bucket_list(bad).is_err(), "{bad:?}");

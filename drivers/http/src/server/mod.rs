@@ -1,7 +1,7 @@
 //! The sync server behind `hypertask serve` (docs/http-protocol.md), storing through any
-//! [`Driver`]. Compiled with the `server` feature. The endpoints and the wire rules below live
-//! here together (~640 lines of code); listening, limits and options, and the long poll are
-//! modules of their own.
+//! [`Driver`]. Compiled with the `server` feature. The wire rules below and the endpoints that
+//! write live here; the listings (`hashes`, `buckets`), listening, options and the long poll
+//! are modules of their own.
 //!
 //! Wire behaviour beyond the letter of protocol 1.0, decided here:
 //! - Every endpoint, `/capabilities` included, requires the token when one is configured.
@@ -30,12 +30,17 @@
 //! - `GET /hashes` with `If-None-Match` and `Prefer: wait=N` is a long poll (see
 //!   `long_poll`), advertised as `"long_poll": true` and `Hypertask-Long-Poll: true`.
 //! - `GET /`, `/app.js` and `/app.css` are the web client (see `web`), served without a token.
+//! - `GET /buckets` and `GET /hashes?buckets=…` (protocol 1.2, see `buckets`) are advertised as
+//!   `"buckets": true` and `Hypertask-Buckets: true`; listings are answered from the last
+//!   listing of the store while its root stays the same (see `hashes`).
 //!
 //! Limits ([`ServerOptions`]): at most `max_concurrent_requests` authenticated requests are
 //! handled at once and their bodies together hold at most `max_inflight_body_bytes`; others
 //! wait. Bodies are read as raw JSON per task and each task parsed on its own, so no document
 //! for the whole body is built. Connection limits and timeouts are in [`serve`].
 
+mod buckets;
+mod hashes;
 mod listen;
 mod long_poll;
 mod options;
@@ -50,27 +55,24 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Extension, Path, Request, State};
-use axum::http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, ETAG,
-    IF_NONE_MATCH, WWW_AUTHENTICATE,
-};
+use axum::extract::{Path, Request, State};
+use axum::http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Listing, Task, TaskId};
+use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Task, TaskId};
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use tokio::sync::{watch, Semaphore};
 
+use self::hashes::Snapshots;
 use self::long_poll::{Changes, Hold};
 use crate::wire::{
-    tag_root, BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
-    TaskFailure, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
-    PROTOCOL_VERSIONS,
+    BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
+    TaskFailure, PROTOCOL_VERSIONS,
 };
 
 struct AppState {
@@ -85,12 +87,14 @@ struct AppState {
     bodies: Semaphore,
     /// What long polls share.
     changes: Changes,
+    /// The last listing of the store, answered from while its root stays the same.
+    snapshots: Snapshots,
 }
 
 type Shared = State<Arc<AppState>>;
 
 /// The server's routes over `store`: `GET /hashes`, `POST /task/:id`, `GET /capabilities`,
-/// `POST /tasks`, with request logging, authentication, the request and body limits and the
+/// `POST /tasks`, `GET /buckets`, with request logging, authentication, the request and body limits and the
 /// request timeout. Held long polls are released when the server stops only under [`serve`].
 pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
     app(store, opts, None)
@@ -105,6 +109,7 @@ fn app(
     opts.max_batch = opts.max_batch.max(1);
     let state = Arc::new(AppState {
         changes: Changes::new(&opts, stop),
+        snapshots: Snapshots::default(),
         store,
         token_digest: opts
             .token
@@ -115,7 +120,8 @@ fn app(
         opts,
     });
     Router::new()
-        .route("/hashes", get(hashes))
+        .route("/hashes", get(hashes::hashes))
+        .route("/buckets", get(buckets::buckets))
         .route("/capabilities", get(capabilities))
         .route("/task/{id}", post(resolve_one))
         .route("/tasks", post(resolve_batch))
@@ -329,95 +335,6 @@ fn presented_token(value: &str) -> Option<&str> {
         .then(|| token.trim())
 }
 
-/// `GET /hashes`: `{id: hash}` with `ETag: "<root>"`; `304` to a matching `If-None-Match`,
-/// after holding it when it is a long poll.
-async fn hashes(State(st): Shared, hold: Option<Extension<Hold>>, headers: HeaderMap) -> Response {
-    let known = known_root(&headers);
-    match (hold, known) {
-        (Some(Extension(hold)), Some(known)) => long_poll::hold(&st, hold, known, &headers).await,
-        (_, known) => listing(&st, &headers, known).await,
-    }
-}
-
-/// The `/hashes` answer as of now: `304` when `known` (the client's root) is the store's.
-async fn listing(st: &AppState, headers: &HeaderMap, known: Option<ContentHash>) -> Response {
-    // The client's root goes to the store, which answers it without listing when it keeps its
-    // root (a store only this server writes).
-    let inventory = match st.store.hashes(known.as_ref()).await {
-        Ok(Listing::Changed(inv)) => inv,
-        Ok(Listing::Unchanged) => match known {
-            Some(root) => {
-                return hashes_answer(st, StatusCode::NOT_MODIFIED.into_response(), &root)
-            }
-            None => {
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the store did not list its tasks",
-                )
-                .into_response()
-            }
-        },
-        Err(e) => return ApiError::store(&e).into_response(),
-    };
-    for p in &inventory.problems {
-        tracing::warn!(error = %p.error, "stored entry is not a valid task; left out of /hashes");
-    }
-    let root = inventory.root();
-    let resp = if matches_etag(headers, root.as_str()) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Json(inventory.hashes).into_response()
-    };
-    hashes_answer(st, resp, &root)
-}
-
-/// The first entity tag of `If-None-Match` that is a root hash.
-fn known_root(headers: &HeaderMap) -> Option<ContentHash> {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(tag_root)
-}
-
-/// A `/hashes` answer's headers: the root as its entity tag, and the batching capabilities.
-fn hashes_answer(st: &AppState, mut resp: Response, root: &ContentHash) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{root}\"")).expect("hex digits are a header");
-    let h = resp.headers_mut();
-    h.insert(ETAG, etag);
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        HeaderName::from_static(PROTOCOL_HEADER),
-        HeaderValue::from_static("1.0, 1.1"),
-    );
-    h.insert(
-        HeaderName::from_static(MAX_BATCH_HEADER),
-        HeaderValue::from(st.opts.max_batch),
-    );
-    h.insert(
-        HeaderName::from_static(MAX_BODY_HEADER),
-        HeaderValue::from(st.opts.max_body_bytes),
-    );
-    if st.opts.max_long_polls > 0 {
-        h.insert(
-            HeaderName::from_static(LONG_POLL_HEADER),
-            HeaderValue::from_static("true"),
-        );
-    }
-    resp
-}
-
-/// Whether `If-None-Match` names the entity tag `"<root>"` (weak or strong) or is `*`.
-fn matches_etag(headers: &HeaderMap, root: &str) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| tag.trim() == "*" || tag_root(tag).is_some_and(|r| r.as_str() == root))
-}
-
 /// `GET /capabilities`.
 async fn capabilities(State(st): Shared) -> Json<CapabilitiesDoc> {
     Json(CapabilitiesDoc {
@@ -427,6 +344,7 @@ async fn capabilities(State(st): Shared) -> Json<CapabilitiesDoc> {
         max_task_bytes: Some(st.opts.max_task_bytes as u64),
         etag: true,
         long_poll: st.opts.max_long_polls > 0,
+        buckets: true,
         auth: vec!["Bearer".into(), "hypertask".into()],
         server: Some("hypertask".into()),
         version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -638,21 +556,5 @@ mod tests {
         assert_eq!(presented_token("hypertask abc"), Some("abc"));
         assert_eq!(presented_token("Basic abc"), None);
         assert_eq!(presented_token("abc"), None);
-    }
-
-    #[test]
-    fn etag_matching() {
-        let root = "ab".repeat(32);
-        let mut h = HeaderMap::new();
-        assert!(!matches_etag(&h, &root));
-        h.insert(
-            IF_NONE_MATCH,
-            format!("\"x\", W/\"{root}\"").parse().unwrap(),
-        );
-        assert!(matches_etag(&h, &root));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
-        assert!(!matches_etag(&h, &root));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(matches_etag(&h, &root));
     }
 }
