@@ -20,10 +20,10 @@
 //! - Stored entries that are not valid tasks are left out of `/hashes` and logged.
 //! - After a request that sent task states, the store's `finish` (flush, commit, push) runs
 //!   before the answer, so what a client is told is stored is stored.
-//! - `GET /hashes` answers (`200` and `304`) also carry what `/capabilities` advertises, as
-//!   `Hypertask-Protocol: 1.0, 1.1`, `Hypertask-Max-Batch: N` and `Hypertask-Max-Body-Bytes: M`,
-//!   so a client that reads them needs no extra round trip before its first batch. Clients
-//!   that ignore them lose nothing.
+//! - `GET /hashes` and `GET /buckets` answers (`200` and `304`) also carry what `/capabilities`
+//!   advertises, as `Hypertask-Protocol: 1.0, 1.1, 1.2`, `Hypertask-Max-Batch: N`,
+//!   `Hypertask-Max-Body-Bytes: M` and `Hypertask-Buckets: true`, so a client that reads them
+//!   needs no extra round trip before its first batch. Clients that ignore them lose nothing.
 //! - A task larger than `max_task_bytes` is an invalid task (`400`); a body that does not
 //!   arrive within `body_timeout` gets `408`; a request that takes longer than
 //!   `request_timeout` in all gets `503`.
