@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use hypertask_core::{
     Bucket, BucketListing, Buckets, ContentHash, Depth, DriverError, Inventory, Listing,
 };
-use reqwest::header::IF_NONE_MATCH;
 use reqwest::StatusCode;
 
 use crate::driver::{HttpDriver, ENVELOPE_BYTES};
@@ -37,22 +36,11 @@ impl HttpDriver {
         }
         let what = "GET /buckets";
         let url = self.t.endpoint("buckets");
-        let etag = known_root.map(|r| format!("\"{r}\""));
         let limit = Depth::MAX
             .buckets()
             .saturating_mul(BUCKET_ENTRY_BYTES)
             .saturating_add(ENVELOPE_BYTES);
-        let answer = self
-            .t
-            .send(what, limit, || {
-                let req = self.t.client().get(url.clone());
-                match &etag {
-                    Some(tag) => req.header(IF_NONE_MATCH, tag.as_str()),
-                    None => req,
-                }
-            })
-            .await?;
-        self.heard(&answer);
+        let answer = self.listing_get(what, url, limit, known_root).await?;
         let o = &self.t.origin;
         match answer.status {
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
@@ -110,12 +98,8 @@ impl HttpDriver {
             let list = bucket_list(chunk.iter().copied());
             url.set_query(Some(&format!("{BUCKETS_PARAM}={list}")));
             let answer = self
-                .t
-                .send(what, self.listing_limit(), || {
-                    self.t.client().get(url.clone())
-                })
+                .listing_get(what, url, self.listing_limit(), None)
                 .await?;
-            self.heard(&answer);
             if answer.status != StatusCode::OK {
                 return Err(self.t.origin.unexpected(what, &answer));
             }

@@ -14,7 +14,7 @@ use hypertask_core::{
     DriverInfo, ErrorKind, Health, Inventory, Listing, Watch, DEFAULT_MAX_TASK_BYTES,
 };
 use reqwest::header::{HeaderMap, ETAG, IF_NONE_MATCH};
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 
 use crate::capabilities::{advertised, ServerCaps, DEFAULT_MAX_BATCH};
 use crate::config::HttpConfig;
@@ -136,18 +136,9 @@ impl HttpDriver {
     ) -> Result<Listing, DriverError> {
         let what = "GET /hashes";
         let url = self.t.endpoint("hashes");
-        let etag = known_root.map(|r| format!("\"{r}\""));
         let answer = self
-            .t
-            .send(what, self.listing_limit(), || {
-                let req = self.t.client().get(url.clone());
-                match &etag {
-                    Some(tag) => req.header(IF_NONE_MATCH, tag.as_str()),
-                    None => req,
-                }
-            })
+            .listing_get(what, url, self.listing_limit(), known_root)
             .await?;
-        self.heard(&answer);
         match answer.status {
             StatusCode::NOT_MODIFIED if known_root.is_some() => Ok(Listing::Unchanged),
             StatusCode::OK => Ok(Listing::Changed(read_inventory(
@@ -160,6 +151,30 @@ impl HttpDriver {
         }
     }
 
+    /// `GET url` for a listing, with `known_root` as `If-None-Match`, read up to `limit`
+    /// bytes; what the answer says of the server is learnt ([`HttpDriver::heard`]).
+    pub(crate) async fn listing_get(
+        &self,
+        what: &str,
+        url: Url,
+        limit: usize,
+        known_root: Option<&ContentHash>,
+    ) -> Result<Answer, DriverError> {
+        let etag = known_root.map(|r| format!("\"{r}\""));
+        let answer = self
+            .t
+            .send(what, limit, || {
+                let req = self.t.client().get(url.clone());
+                match &etag {
+                    Some(tag) => req.header(IF_NONE_MATCH, tag.as_str()),
+                    None => req,
+                }
+            })
+            .await?;
+        self.heard(&answer);
+        Ok(answer)
+    }
+
     /// The most bytes a `/hashes` answer is read with: `max_tasks` entries.
     pub(crate) fn listing_limit(&self) -> usize {
         self.max_tasks
@@ -169,7 +184,7 @@ impl HttpDriver {
 
     /// Learns from a successful answer (`200` or `304`) to a listing: the root its `ETag`
     /// names, and the capabilities its `Hypertask-*` headers repeat when none are known yet.
-    pub(crate) fn heard(&self, answer: &Answer) {
+    fn heard(&self, answer: &Answer) {
         if !matches!(answer.status, StatusCode::OK | StatusCode::NOT_MODIFIED) {
             return;
         }

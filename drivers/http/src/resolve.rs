@@ -7,10 +7,11 @@ use std::collections::{HashSet, VecDeque};
 use futures::StreamExt;
 use hypertask_core::{Answers, Batch, DriverError, ErrorKind, Task, TaskId};
 use reqwest::header::CONTENT_TYPE;
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 use serde_json::value::RawValue;
 
 use crate::driver::{HttpDriver, ENVELOPE_BYTES};
+use crate::transport::Answer;
 use crate::wire::{BatchAnswer, BatchRequest, SingleAnswer, SingleRequest};
 
 /// How many v1.0 single-task requests are in flight at once.
@@ -65,6 +66,25 @@ impl HttpDriver {
             .collect())
     }
 
+    /// `POST url` with a JSON `body`, its answer read up to `limit` bytes.
+    async fn post(
+        &self,
+        what: &str,
+        url: &Url,
+        limit: usize,
+        body: &[u8],
+    ) -> Result<Answer, DriverError> {
+        self.t
+            .send(what, limit, || {
+                self.t
+                    .client()
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_vec())
+            })
+            .await
+    }
+
     /// One `POST /tasks` per chunk of `indexes`. A chunk the server refuses as a whole (`413`
     /// too large, `400` one invalid task) is split in halves and sent again, so only the task
     /// at fault fails. Per-task failures land in `results`; a failure of the whole exchange
@@ -110,16 +130,7 @@ impl HttpDriver {
                 .len()
                 .saturating_mul(self.max_task_bytes.saturating_add(PER_TASK_BYTES))
                 .saturating_add(ENVELOPE_BYTES);
-            let answer = self
-                .t
-                .send(what, limit, || {
-                    self.t
-                        .client()
-                        .post(url.clone())
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.clone())
-                })
-                .await?;
+            let answer = self.post(what, &url, limit, &body).await?;
             match answer.status {
                 StatusCode::OK => {}
                 StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST if chunk.len() > 1 => {
@@ -201,16 +212,7 @@ impl HttpDriver {
         })
         .expect("tasks serialise");
         let limit = self.max_task_bytes.saturating_add(ENVELOPE_BYTES);
-        let answer = self
-            .t
-            .send(&what, limit, || {
-                self.t
-                    .client()
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
-            .await?;
+        let answer = self.post(&what, &url, limit, &body).await?;
         match answer.status {
             StatusCode::OK => {}
             StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
