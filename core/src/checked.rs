@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 
-use crate::driver::{Access, Answers, Batch, Driver, DriverInfo, Health, Listing, Watch};
+use crate::bucket::{in_any, Bucket};
+use crate::driver::{
+    Access, Answers, Batch, BucketListing, Driver, DriverInfo, Health, Inventory, Listing, Watch,
+};
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{ContentHash, Hashes};
 use crate::task::{Task, TaskId, DEFAULT_MAX_TASK_BYTES};
@@ -27,6 +30,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 ///   (begun with [`Driver::begin`]), that is larger than the task size limit, or whose clocks
 ///   run more than a day ahead, is an error for that task.
 /// - In a read-only sync no write reaches the driver.
+/// - Bucket hashes must all be of the depth the driver answered, and a listing restricted to
+///   buckets must list only ids in those buckets; otherwise the call fails.
 ///
 /// The registry wraps every driver it builds; the sync engine only takes checked drivers.
 #[derive(Clone)]
@@ -122,6 +127,17 @@ impl Checked {
         }
     }
 
+    /// Keeps what the driver listed, to compare what it reads back with.
+    fn listed(&self, hashes: &Hashes) {
+        let mut session = self.session();
+        // Only a sync compares what it reads with what it listed. A server shares one checked
+        // store among clients and begins no sync: one client's listing must not be held
+        // against another's read of a task changed in between.
+        if session.access.is_some() {
+            session.listed = Some(hashes.clone());
+        }
+    }
+
     /// Checks one task an upstream answered for `id`.
     fn check_task(
         &self,
@@ -183,15 +199,48 @@ impl Driver for Checked {
     async fn hashes(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError> {
         let listing = self.guard("listing", self.inner.hashes(known_root)).await?;
         if let Listing::Changed(inventory) = &listing {
-            let mut session = self.session();
-            // Only a sync compares what it reads with what it listed. A server shares one
-            // checked store among clients and begins no sync: one client's listing must not
-            // be held against another's read of a task changed in between.
-            if session.access.is_some() {
-                session.listed = Some(inventory.hashes.clone());
-            }
+            self.listed(&inventory.hashes);
         }
         Ok(listing)
+    }
+
+    async fn buckets(
+        &self,
+        known_root: Option<&ContentHash>,
+    ) -> Result<BucketListing, DriverError> {
+        let listing = self
+            .guard("listing buckets", self.inner.buckets(known_root))
+            .await?;
+        match &listing {
+            BucketListing::Changed(b) => {
+                if let Some(other) = b.hashes.keys().find(|k| k.depth() != b.depth) {
+                    return Err(self.err(
+                        ErrorKind::Protocol,
+                        format!(
+                            "listed bucket '{other}' among the buckets of depth {}",
+                            b.depth
+                        ),
+                    ));
+                }
+            }
+            BucketListing::Full(inventory) => self.listed(&inventory.hashes),
+            BucketListing::Unchanged => {}
+        }
+        Ok(listing)
+    }
+
+    async fn hashes_in(&self, buckets: &BTreeSet<Bucket>) -> Result<Inventory, DriverError> {
+        let inventory = self
+            .guard("listing buckets' tasks", self.inner.hashes_in(buckets))
+            .await?;
+        if let Some(id) = inventory.hashes.keys().find(|id| !in_any(buckets, id)) {
+            return Err(self.err(
+                ErrorKind::Protocol,
+                format!("listed task '{id}', which is in none of the buckets asked"),
+            ));
+        }
+        self.listed(&inventory.hashes);
+        Ok(inventory)
     }
 
     async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {

@@ -1,12 +1,13 @@
 //! The driver contract (docs/architecture.md): what the sync engine asks of any upstream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::error::DriverError;
+use crate::bucket::{bucket_hashes, in_any, in_buckets, Bucket, BucketHashes, Depth};
+use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_hash, ContentHash, Hashes};
 use crate::task::{Task, TaskId};
 
@@ -21,6 +22,10 @@ pub struct Capabilities {
     pub atomic_writes: bool,
     /// Data lives on another machine (network, remote repository).
     pub remote: bool,
+    /// Answers [`Driver::buckets`] and [`Driver::hashes_in`] more cheaply than its full
+    /// listing: the engine then compares bucket hashes and fetches only the differing
+    /// buckets' entries instead of the whole map.
+    pub buckets: bool,
 }
 
 impl Default for Capabilities {
@@ -30,6 +35,7 @@ impl Default for Capabilities {
             cheap_root: false,
             atomic_writes: true,
             remote: false,
+            buckets: false,
         }
     }
 }
@@ -77,6 +83,19 @@ impl Inventory {
     pub fn root(&self) -> ContentHash {
         root_hash(&self.hashes)
     }
+
+    /// The entries whose id falls in one of `buckets`, with the problems of those ids and
+    /// those that name no id: what [`Driver::hashes_in`] answers.
+    pub fn restricted(self, buckets: &BTreeSet<Bucket>) -> Inventory {
+        Inventory {
+            hashes: in_buckets(&self.hashes, buckets),
+            problems: self
+                .problems
+                .into_iter()
+                .filter(|p| p.id.as_ref().is_none_or(|id| in_any(buckets, id)))
+                .collect(),
+        }
+    }
 }
 
 /// The answer to [`Driver::hashes`].
@@ -86,6 +105,28 @@ pub enum Listing {
     Unchanged,
     /// The upstream's full inventory.
     Changed(Inventory),
+}
+
+/// An upstream's bucket hashes at the depth it chose (see [`bucket_hashes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buckets {
+    /// How many hex digits name a bucket.
+    pub depth: Depth,
+    /// The hash of every non-empty bucket.
+    pub hashes: BucketHashes,
+}
+
+/// The answer to [`Driver::buckets`].
+#[derive(Debug)]
+pub enum BucketListing {
+    /// The upstream's root hash equals the one the caller knows: nothing to do.
+    Unchanged,
+    /// The upstream's bucket hashes.
+    Changed(Buckets),
+    /// The whole inventory, as [`Driver::hashes`] answers it: from a driver that found out on
+    /// the way that its upstream cannot answer by bucket (an older server), so that finding
+    /// out costs no second listing.
+    Full(Inventory),
 }
 
 /// The answer to [`Driver::wait_for_change`].
@@ -142,6 +183,55 @@ pub trait Driver: Send + Sync + Debug {
     /// - An empty upstream lists nothing (its root is the hash of `{}`).
     /// - Entries that cannot be read are reported in `problems`, never guessed at, never fixed.
     async fn hashes(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError>;
+
+    /// The upstream's bucket hashes, so a caller can find what differs without the whole map.
+    ///
+    /// # Behavior
+    /// - With `known_root` equal to the upstream's root hash, [`BucketListing::Unchanged`]
+    ///   when the driver can tell cheaply, as [`Driver::hashes`] does.
+    /// - Otherwise [`BucketListing::Changed`]: the hash of every non-empty bucket, at a depth
+    ///   the driver chooses ([`Depth::for_tasks`] of its task count by default), equal to
+    ///   [`bucket_hashes`] of the map `hashes` would list. Entries that cannot be read are in
+    ///   no bucket (as they are in no listing) and are reported by [`Driver::hashes_in`].
+    /// - Or [`BucketListing::Full`] with what `hashes` answers, from a driver that learns only
+    ///   now that it cannot answer by bucket.
+    /// - The default lists with `hashes` and computes the buckets: correct for any driver, and
+    ///   no cheaper than `hashes`. A driver that can answer more cheaply overrides this and
+    ///   [`Driver::hashes_in`], and declares [`Capabilities::buckets`].
+    async fn buckets(
+        &self,
+        known_root: Option<&ContentHash>,
+    ) -> Result<BucketListing, DriverError> {
+        Ok(match self.hashes(known_root).await? {
+            Listing::Unchanged => BucketListing::Unchanged,
+            Listing::Changed(inventory) => {
+                let depth = Depth::for_tasks(inventory.hashes.len());
+                BucketListing::Changed(Buckets {
+                    depth,
+                    hashes: bucket_hashes(&inventory.hashes, depth),
+                })
+            }
+        })
+    }
+
+    /// The upstream's inventory restricted to the ids in `buckets`.
+    ///
+    /// # Behavior
+    /// - Exactly the entries of the map `hashes` would list whose id falls in one of
+    ///   `buckets`, and the entries that cannot be read among those ids (plus any that name no
+    ///   id, which belong to no bucket).
+    /// - `buckets` may mix depths; an empty set lists nothing.
+    /// - The default lists with `hashes` and filters.
+    async fn hashes_in(&self, buckets: &BTreeSet<Bucket>) -> Result<Inventory, DriverError> {
+        match self.hashes(None).await? {
+            Listing::Changed(inventory) => Ok(inventory.restricted(buckets)),
+            Listing::Unchanged => Err(DriverError::new(
+                self.info().name,
+                ErrorKind::Protocol,
+                "answered an unconditional listing with `unchanged`",
+            )),
+        }
+    }
 
     /// Merges each client state with the upstream's, stores the result and returns it.
     ///

@@ -5,6 +5,7 @@
 
 mod backoff;
 mod blocking;
+mod bucket;
 mod cache;
 mod checked;
 #[cfg(feature = "conformance")]
@@ -32,13 +33,14 @@ mod watch;
 
 pub use backoff::Backoff;
 pub use blocking::{run_blocking, Blocking, BlockingStore};
+pub use bucket::{bucket_hashes, in_any, in_buckets, Bucket, BucketHashes, Depth};
 pub use cache::{
     CacheError, CacheLock, ConflictRecord, Quarantined, Replica, Side, DEFAULT_LOCK_TIMEOUT,
 };
 pub use checked::{Checked, DEFAULT_TIMEOUT};
 pub use driver::{
-    Access, Answers, Batch, Capabilities, Driver, DriverInfo, Health, Inventory, Listing, Problem,
-    Watch,
+    Access, Answers, Batch, BucketListing, Buckets, Capabilities, Driver, DriverInfo, Health,
+    Inventory, Listing, Problem, Watch,
 };
 pub use error::{DriverError, ErrorKind};
 pub use hash::{root_hash, ContentHash, Hashes};

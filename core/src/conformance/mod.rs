@@ -81,9 +81,11 @@ use crate::merge::merge;
 use crate::store::{PutOutcome, Store, Version, Write};
 use crate::task::{Change, Task, TaskId};
 
+mod bucket_cases;
 mod driver_cases;
 mod store_cases;
 
+pub use bucket_cases::*;
 pub use driver_cases::*;
 pub use store_cases::*;
 
@@ -169,6 +171,8 @@ macro_rules! __conformance_cases {
             read_only_sync_writes_nothing,
             cheap_root_is_honoured,
             corrupt_entry_is_reported_and_kept,
+            bucket_hashes_agree_with_the_listing,
+            bucket_listing_is_the_listing_filtered,
             store_get_answers_every_id_in_any_order,
             store_listing_matches_get,
             store_put_is_compare_and_swap,

@@ -117,6 +117,8 @@ impl Program {
                 cheap_root: false,
                 atomic_writes: declared.atomic_writes.unwrap_or(d.atomic_writes),
                 remote: declared.remote.unwrap_or(d.remote),
+                // Nor bucketed listings: a program answers whole maps.
+                buckets: false,
             },
         }
     }

@@ -1,11 +1,13 @@
 //! The sync engine (docs/architecture.md): reconciles the local cache with any number of drivers.
 //!
-//! One pass with one driver is three steps: [`plan`] reads both sides of every differing task
-//! and merges them (pure with respect to the upstream), [`guard`] refuses a mass deletion, and
-//! [`apply`] pushes what the driver lacks and stores what the cache lacks.
+//! One pass with one driver is four steps: [`listing`] learns the upstream's map (by bucket when
+//! the driver can), [`plan`] reads both sides of every differing task and merges them (pure with
+//! respect to the upstream), [`guard`] refuses a mass deletion, and [`apply`] pushes what the
+//! driver lacks and stores what the cache lacks.
 
 mod apply;
 mod guard;
+mod listing;
 mod plan;
 mod report;
 mod status;
@@ -18,7 +20,7 @@ use chrono::Utc;
 
 use crate::cache::{CacheError, CacheLock, Replica, DEFAULT_LOCK_TIMEOUT};
 use crate::checked::Checked;
-use crate::driver::{Access, Driver, Listing};
+use crate::driver::{Access, Driver};
 use crate::error::DriverError;
 use crate::files::Scan;
 use crate::hash::{root_hash, ContentHash, Hashes};
@@ -280,18 +282,22 @@ impl Engine {
                     (Some(local), root)
                 }
             };
-            let inventory = match driver.hashes(Some(&root)).await? {
-                Listing::Unchanged => {
-                    rep.skipped.clear();
-                    return Ok(Some(root));
-                }
-                Listing::Changed(inv) => inv,
+            let Some(upstream) = self.list(driver, &root).await? else {
+                rep.skipped.clear();
+                return Ok(Some(root));
             };
             let local = match scanned {
                 Some(local) => local,
                 None => self.scan(cx).await?,
             };
             let root = root_hash(&local.hashes);
+            let Some(inventory) = self
+                .upstream(driver, upstream, &local.hashes, &root)
+                .await?
+            else {
+                rep.skipped.clear();
+                return Ok(Some(root));
+            };
             let mut excluded: BTreeSet<TaskId> =
                 local.problems.iter().filter_map(|p| p.id.clone()).collect();
             rep.skipped = inventory

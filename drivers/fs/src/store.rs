@@ -393,6 +393,7 @@ impl Store for FsStore {
                 cheap_root: false,
                 atomic_writes: true,
                 remote: false,
+                buckets: false,
             },
         }
     }

@@ -147,6 +147,7 @@ impl Store for GitStore {
                 cheap_root: true,
                 atomic_writes: true,
                 remote: self.clone.settings.remote.is_some(),
+                buckets: false,
             },
         }
     }

@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 
 use crate::transport::Transport;
 use crate::wire::{
-    CapabilitiesDoc, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
+    CapabilitiesDoc, BUCKETS_HEADER, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER,
+    PROTOCOL_HEADER,
 };
 
 /// The batch size assumed until the server's `/capabilities` has been read.
@@ -26,6 +27,8 @@ pub(crate) struct ServerCaps {
     pub(crate) protocol: Vec<String>,
     /// It holds `GET /hashes` long polls (`Prefer: wait=N`).
     pub(crate) long_poll: bool,
+    /// It answers `GET /buckets` and `GET /hashes?buckets=…` (protocol 1.2).
+    pub(crate) buckets: bool,
 }
 
 impl ServerCaps {
@@ -36,6 +39,7 @@ impl ServerCaps {
             max_body: None,
             protocol: vec!["1.0".into()],
             long_poll: false,
+            buckets: false,
         }
     }
 }
@@ -77,6 +81,7 @@ pub(crate) async fn fetch(t: &Transport) -> Result<ServerCaps, DriverError> {
         max_body: doc.max_body_bytes.and_then(|n| usize::try_from(n).ok()),
         protocol,
         long_poll: doc.long_poll,
+        buckets: doc.buckets,
     };
     tracing::debug!(driver = %t.origin.name, ?caps, "server capabilities");
     Ok(caps)
@@ -100,11 +105,12 @@ pub(crate) fn advertised(headers: &HeaderMap) -> Option<ServerCaps> {
         .ok()
         .filter(|&n| n >= 1)?;
     let max_body = text(MAX_BODY_HEADER).and_then(|v| v.trim().parse().ok());
-    let long_poll = text(LONG_POLL_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let flag = |name: &str| text(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     Some(ServerCaps {
         max_batch: Some(max_batch),
         max_body,
         protocol,
-        long_poll,
+        long_poll: flag(LONG_POLL_HEADER),
+        buckets: flag(BUCKETS_HEADER),
     })
 }

@@ -2,24 +2,27 @@
 //!
 //! - [`HttpDriver`] (kind `http`): the client. `[drivers.NAME] type = "http"` with `url`,
 //!   optional `token`, `timeout_secs`, `connect_timeout_secs`, `retries`, `max_tasks` and
-//!   `long_poll_secs` ([`HttpConfig`]). It uses `/capabilities`, ETags, `POST /tasks` batches
-//!   and the `GET /hashes` long poll (for the daemon) when the server offers them and falls
-//!   back to v1.0 `POST /task/:id` otherwise.
+//!   `long_poll_secs` ([`HttpConfig`]). It uses `/capabilities`, ETags, `POST /tasks` batches,
+//!   bucketed listings (`/buckets`) and the `GET /hashes` long poll (for the daemon) when the
+//!   server offers them and falls back to whole listings and v1.0 `POST /task/:id` otherwise.
 //! - `router` / `serve` (feature `server`): the axum server behind `hypertask serve`, storing
 //!   through any [`hypertask_core::Driver`] (usually a store-backed driver built from the
 //!   registry). A client-only user leaves the feature off and does not compile axum.
 //!
 //! Modules: `wire` (the JSON bodies and headers both sides use), `transport` (the client's
 //! requests, retries and capped reads), `capabilities` and `listing` (reading what a server
-//! says), `driver` (the [`hypertask_core::Driver`]), `server` (behind the feature).
+//! says), `driver` (the [`hypertask_core::Driver`]) with `resolve` and `buckets` (its batches
+//! and its bucketed listing), `server` (behind the feature).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buckets;
 mod capabilities;
 mod config;
 mod driver;
 mod error;
 mod listing;
+mod resolve;
 #[cfg(feature = "server")]
 mod server;
 mod transport;

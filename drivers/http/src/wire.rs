@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use hypertask_core::{Bucket, BucketHashes, Depth};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The protocol versions, repeated on `/hashes` answers (`1.0, 1.1`).
+/// The protocol versions, repeated on `/hashes` answers (`1.0, 1.1, 1.2`).
 pub(crate) const PROTOCOL_HEADER: &str = "hypertask-protocol";
 /// `max_batch`, repeated on `/hashes` answers.
 pub(crate) const MAX_BATCH_HEADER: &str = "hypertask-max-batch";
@@ -17,6 +18,9 @@ pub(crate) const MAX_BATCH_HEADER: &str = "hypertask-max-batch";
 pub(crate) const MAX_BODY_HEADER: &str = "hypertask-max-body-bytes";
 /// `long_poll`, repeated on `/hashes` answers (`true`) when the server holds long polls.
 pub(crate) const LONG_POLL_HEADER: &str = "hypertask-long-poll";
+/// `buckets`, repeated on `/hashes` and `/buckets` answers (`true`) when the server answers
+/// `GET /buckets` and `GET /hashes?buckets=…` (protocol 1.2).
+pub(crate) const BUCKETS_HEADER: &str = "hypertask-buckets";
 /// RFC 7240's request header: `Prefer: wait=N` asks the server to hold a long poll.
 pub(crate) const PREFER_HEADER: &str = "prefer";
 /// RFC 7240's answer header: `Preference-Applied: wait=N`, the long poll was held.
@@ -31,7 +35,62 @@ pub(crate) fn tag_root(tag: &str) -> Option<hypertask_core::ContentHash> {
 
 /// The versions this implementation speaks, newest last.
 #[cfg(feature = "server")]
-pub(crate) const PROTOCOL_VERSIONS: [&str; 2] = ["1.0", "1.1"];
+pub(crate) const PROTOCOL_VERSIONS: [&str; 3] = ["1.0", "1.1", "1.2"];
+
+/// [`PROTOCOL_VERSIONS`] as the `Hypertask-Protocol` header spells them.
+#[cfg(feature = "server")]
+pub(crate) const PROTOCOL_VERSIONS_HEADER: &str = "1.0, 1.1, 1.2";
+
+/// The query parameter of `GET /hashes?buckets=<prefix>,<prefix>,…` (protocol 1.2).
+pub(crate) const BUCKETS_PARAM: &str = "buckets";
+
+/// Most buckets one `GET /hashes?buckets=…` names: the URL stays under 2 KB (the client
+/// sends more in several requests; the server refuses more with `400`).
+pub(crate) const MAX_QUERY_BUCKETS: usize = 256;
+
+/// `GET /buckets` (protocol 1.2): `{"depth": d, "buckets": {"<prefix>": "<hash>", ...}}`, the
+/// hash of every non-empty bucket of `d` hex digits (docs/task-format.md#buckets).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BucketsDoc {
+    /// How many hex digits name a bucket, 1 to 4.
+    pub(crate) depth: Depth,
+    /// Each non-empty bucket's hash.
+    pub(crate) buckets: BucketHashes,
+}
+
+/// The value of the `buckets` query parameter: prefixes joined by commas.
+pub(crate) fn bucket_list<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> String {
+    let names: Vec<&str> = buckets.into_iter().map(Bucket::as_str).collect();
+    names.join(",")
+}
+
+/// Reads the value of the `buckets` query parameter: 1 to [`MAX_QUERY_BUCKETS`] prefixes of
+/// one depth, separated by commas (sent as is or percent-encoded as `%2C`).
+#[cfg(any(feature = "server", test))]
+pub(crate) fn parse_bucket_list(value: &str) -> Result<std::collections::BTreeSet<Bucket>, String> {
+    let value = value.replace("%2C", ",").replace("%2c", ",");
+    let mut out = std::collections::BTreeSet::new();
+    for name in value.split(',') {
+        let bucket = Bucket::parse(name).ok_or_else(|| {
+            format!("`buckets`: {name:?} is not a bucket (1 to 4 lowercase hex digits)")
+        })?;
+        if let Some(first) = out
+            .first()
+            .filter(|b: &&Bucket| b.depth() != bucket.depth())
+        {
+            return Err(format!(
+                "`buckets`: {first} and {bucket} are of different depths; ask one depth at a time"
+            ));
+        }
+        out.insert(bucket);
+        if out.len() > MAX_QUERY_BUCKETS {
+            return Err(format!(
+                "`buckets`: more than {MAX_QUERY_BUCKETS} buckets in one request"
+            ));
+        }
+    }
+    Ok(out)
+}
 
 /// `POST /task/:id` (v1.0): `{"client_state": null | task}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,6 +159,9 @@ pub(crate) struct CapabilitiesDoc {
     /// changes or N seconds pass (absent: no).
     #[serde(default)]
     pub(crate) long_poll: bool,
+    /// Whether `GET /buckets` and `GET /hashes?buckets=…` are answered (absent: no).
+    #[serde(default)]
+    pub(crate) buckets: bool,
     /// The `Authorization` schemes accepted.
     #[serde(default)]
     pub(crate) auth: Vec<String>,
@@ -145,6 +207,27 @@ mod tests {
         assert!(e.to_string().contains("server_state"), "{e}");
         let e = serde_json::from_str::<SingleRequest<Box<RawValue>>>("{}").unwrap_err();
         assert!(e.to_string().contains("client_state"), "{e}");
+    }
+
+    #[test]
+    fn bucket_lists_are_one_depth_and_bounded() {
+        let b = |s: &str| Bucket::parse(s).unwrap();
+        let list = bucket_list(&[b("0a"), b("ff")]);
+        assert_eq!(list, "0a,ff");
+        let want = std::collections::BTreeSet::from([b("0a"), b("ff")]);
+        assert_eq!(parse_bucket_list(&list).unwrap(), want);
+        assert_eq!(parse_bucket_list("0a%2Cff").unwrap().len(), 2);
+        for bad in ["", "0a,", "0a,f", "0A", "12345", "0a,,ff"] {
+            assert!(parse_bucket_list(bad).is_err(), "{bad:?}");
+        }
+        let many: Vec<Bucket> = (0..=MAX_QUERY_BUCKETS)
+            .map(|i| b(&format!("{i:03x}")))
+            .collect();
+        assert!(parse_bucket_list(&bucket_list(&many[..MAX_QUERY_BUCKETS])).is_ok());
+        assert!(parse_bucket_list(&bucket_list(&many)).is_err());
+        let doc: BucketsDoc = serde_json::from_str(r#"{"depth": 1, "buckets": {}}"#).unwrap();
+        assert_eq!(doc.depth, Depth::MIN);
+        assert!(serde_json::from_str::<BucketsDoc>(r#"{"depth": 9, "buckets": {}}"#).is_err());
     }
 
     #[test]

@@ -151,8 +151,9 @@ async fn capabilities_and_batches() {
     .await;
     assert_eq!(a.status, StatusCode::OK);
     let caps = a.json();
-    assert_eq!(caps["protocol"], json!(["1.0", "1.1"]));
+    assert_eq!(caps["protocol"], json!(["1.0", "1.1", "1.2"]));
     assert_eq!(caps["max_batch"], json!(7));
+    assert_eq!(caps["buckets"], json!(true));
 
     let t1 = task(json!({"id": "t1", "description": "one"}));
     let t2 = task(json!({"id": "t2", "description": "two"}));

@@ -5,65 +5,18 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
-use common::{memory_store, task, Seen, TestServer};
+use common::{all, memory_store, put, replica, scratch, sync, task, Seen, TestServer};
 use hypertask_core::{
-    Batch, Change, Checked, Driver, Engine, ErrorKind, Listing, Replica, SyncOptions, SyncReport,
-    Task, TaskId,
+    Batch, Change, Checked, Driver, Engine, ErrorKind, Listing, SyncOptions, Task, TaskId,
 };
 use hypertask_driver_http::{HttpConfig, HttpDriver, ServerOptions};
 use serde_json::json;
-
-/// A scratch directory; on tmpfs when there is one, since deleting thousands of freshly
-/// flushed files from a disk can take longer than the test itself.
-fn scratch() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(dir) = tempfile::Builder::new()
-            .prefix("hypertask-http-")
-            .tempdir_in(shm)
-        {
-            return dir;
-        }
-    }
-    tempfile::tempdir().unwrap()
-}
-
-fn replica(dir: &tempfile::TempDir, name: &str) -> Replica {
-    Replica::open(dir.path().join(name)).unwrap()
-}
-
-fn put(replica: &Replica, tasks: &[Task]) {
-    let lock = replica.lock(Duration::from_secs(10)).unwrap();
-    replica.put(&lock, tasks).unwrap();
-}
-
-async fn sync(replica: &Replica, driver: Arc<HttpDriver>) -> SyncReport {
-    let report = Engine::new(
-        replica.clone(),
-        vec![Checked::new(driver)],
-        SyncOptions::default(),
-    )
-    .sync()
-    .await
-    .expect("the local cache works");
-    let d = &report.drivers[0];
-    assert!(d.is_ok(), "sync failed: {d:?}");
-    report
-}
-
-fn all(replica: &Replica) -> Vec<Task> {
-    let (mut tasks, problems) = replica.all().unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    tasks.sort_by(|a, b| a.id().cmp(b.id()));
-    tasks
-}
 
 fn numbered(n: usize) -> Vec<Task> {
     (0..n)
@@ -78,10 +31,12 @@ fn numbered(n: usize) -> Vec<Task> {
         .collect()
 }
 
-fn hashes_304() -> Seen {
+/// A sync's first request, answered "unchanged": the bucket listing, conditional on the cache's
+/// root.
+fn unchanged_304() -> Seen {
     Seen {
         method: Method::GET,
-        path: "/hashes".into(),
+        path: "/buckets".into(),
         status: StatusCode::NOT_MODIFIED,
     }
 }
@@ -115,7 +70,7 @@ async fn counted(n: usize, max_batch: usize) {
         .all(|s| s.status.is_success() || s.status == StatusCode::NOT_MODIFIED));
     assert_eq!(
         seen.last(),
-        Some(&hashes_304()),
+        Some(&unchanged_304()),
         "the pass ends on an unchanged root"
     );
     assert_eq!(
@@ -127,7 +82,7 @@ async fn counted(n: usize, max_batch: usize) {
     let driver = srv.driver("server");
     for d in [driver.clone(), driver, srv.driver("server")] {
         sync(&a, d).await;
-        assert_eq!(srv.log.take(), vec![hashes_304()]);
+        assert_eq!(srv.log.take(), vec![unchanged_304()]);
     }
 
     // Initial pull into an empty cache.
@@ -142,7 +97,7 @@ async fn counted(n: usize, max_batch: usize) {
     );
     assert_eq!(all(&b), tasks);
     sync(&b, srv.driver("server")).await;
-    assert_eq!(srv.log.take(), vec![hashes_304()]);
+    assert_eq!(srv.log.take(), vec![unchanged_304()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +180,7 @@ async fn two_caches_converge_with_concurrent_edits() {
     srv.log.take();
     sync(&a, da).await;
     sync(&b, db).await;
-    assert_eq!(srv.log.take(), vec![hashes_304(), hashes_304()]);
+    assert_eq!(srv.log.take(), vec![unchanged_304(), unchanged_304()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
@@ -15,38 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use chrono::Utc;
-use common::{memory_store, task, v1_router, Seen, TestServer, TOKEN};
-use hypertask_core::{Batch, Change, Checked, Driver, Engine, Replica, SyncOptions, Task, TaskId};
-use hypertask_driver_http::{router, HttpDriver, ServerOptions};
+use common::{all, memory_store, put, replica, sync, task, v1_router, Seen, TestServer, TOKEN};
+use hypertask_core::{Batch, Change, Driver, Task, TaskId};
+use hypertask_driver_http::{router, ServerOptions};
 use serde_json::{json, Value};
-
-fn scratch_replica(dir: &tempfile::TempDir, name: &str) -> Replica {
-    Replica::open(dir.path().join(name)).unwrap()
-}
-
-fn put(replica: &Replica, tasks: &[Task]) {
-    let lock = replica.lock(Duration::from_secs(10)).unwrap();
-    replica.put(&lock, tasks).unwrap();
-}
-
-async fn sync(replica: &Replica, driver: Arc<HttpDriver>) {
-    let report = Engine::new(
-        replica.clone(),
-        vec![Checked::new(driver)],
-        SyncOptions::default(),
-    )
-    .sync()
-    .await
-    .unwrap();
-    assert!(report.drivers[0].is_ok(), "{:?}", report.drivers[0]);
-}
-
-fn all(replica: &Replica) -> Vec<Task> {
-    let (mut tasks, problems) = replica.all().unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    tasks.sort_by(|a, b| a.id().cmp(b.id()));
-    tasks
-}
 
 /// A client written against v1.0 only: it keeps plain JSON documents, knows nothing of
 /// clocks or canonical hashes, and authenticates the original way.
@@ -133,7 +103,7 @@ impl V1Client {
 async fn a_plain_v1_client_syncs_with_the_server() {
     let srv = TestServer::with_token().await;
     let dir = tempfile::tempdir().unwrap();
-    let replica = scratch_replica(&dir, "a");
+    let replica = replica(&dir, "a");
     let driver = srv.driver("server");
 
     // A v1.0 document: no clocks, an unknown field.
@@ -210,7 +180,7 @@ async fn the_driver_falls_back_to_v1_against_a_v1_server() {
     let (mem, store) = memory_store();
     let srv = TestServer::start_router(mem, v1_router(store)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (scratch_replica(&dir, "a"), scratch_replica(&dir, "b"));
+    let (a, b) = (replica(&dir, "a"), replica(&dir, "b"));
     let tasks: Vec<Task> = (0..12)
         .map(|i| task(json!({"id": format!("v1task{i:02}"), "description": format!("n{i}")})))
         .collect();
@@ -385,7 +355,7 @@ async fn a_v1_server_with_the_original_auth_scheme() {
     let app = v1_router(store).layer(middleware::from_fn(original_auth_only));
     let srv = TestServer::start_router(mem, app).await;
     let dir = tempfile::tempdir().unwrap();
-    let a = scratch_replica(&dir, "a");
+    let a = replica(&dir, "a");
     let tasks: Vec<Task> = (0..3)
         .map(|i| task(json!({"id": format!("o{i}")})))
         .collect();

@@ -382,6 +382,7 @@ impl Store for SqliteStore {
                 cheap_root: true,
                 atomic_writes: true,
                 remote: false,
+                buckets: false,
             },
         }
     }

@@ -22,7 +22,8 @@ use hypertask_core::{ContentHash, Listing};
 use tokio::sync::{watch, Mutex, Semaphore};
 use tokio::time::Instant;
 
-use super::{hashes_answer, known_root, listing, ApiError, AppState, ServerOptions};
+use super::hashes::{hashes_answer, known_root, listing};
+use super::{ApiError, AppState, ServerOptions};
 use crate::wire::{PREFERENCE_APPLIED_HEADER, PREFER_HEADER};
 
 /// What long polls share: the write notifier, the last read of the store's root, the slots
@@ -145,9 +146,9 @@ impl Changes {
     }
 }
 
-/// How long `req` may be held, when it is a long poll this server holds: `GET /hashes` with
-/// an entity tag that is a root hash and `Prefer: wait=N` with N > 0 (capped at
-/// `long_poll_max_wait`).
+/// How long `req` may be held, when it is a long poll this server holds: `GET /hashes` (not
+/// restricted to buckets) with an entity tag that is a root hash and `Prefer: wait=N` with
+/// N > 0 (capped at `long_poll_max_wait`).
 pub(super) fn requested(opts: &ServerOptions, req: &Request) -> Option<Duration> {
     if opts.max_long_polls == 0
         || req.method() != Method::GET
@@ -156,6 +157,7 @@ pub(super) fn requested(opts: &ServerOptions, req: &Request) -> Option<Duration>
             .get::<MatchedPath>()
             .map(MatchedPath::as_str)
             != Some("/hashes")
+        || req.uri().query().and_then(super::buckets::param).is_some()
     {
         return None;
     }

@@ -1,7 +1,7 @@
 //! The sync server behind `hypertask serve` (docs/http-protocol.md), storing through any
-//! [`Driver`]. Compiled with the `server` feature. The endpoints and the wire rules below live
-//! here together (~640 lines of code); listening, limits and options, and the long poll are
-//! modules of their own.
+//! [`Driver`]. Compiled with the `server` feature. The wire rules below and the endpoints that
+//! write live here; the listings (`hashes`, `buckets`), listening, options and the long poll
+//! are modules of their own.
 //!
 //! Wire behaviour beyond the letter of protocol 1.0, decided here:
 //! - Every endpoint, `/capabilities` included, requires the token when one is configured.
@@ -20,26 +20,32 @@
 //! - Stored entries that are not valid tasks are left out of `/hashes` and logged.
 //! - After a request that sent task states, the store's `finish` (flush, commit, push) runs
 //!   before the answer, so what a client is told is stored is stored.
-//! - `GET /hashes` answers (`200` and `304`) also carry what `/capabilities` advertises, as
-//!   `Hypertask-Protocol: 1.0, 1.1`, `Hypertask-Max-Batch: N` and `Hypertask-Max-Body-Bytes: M`,
-//!   so a client that reads them needs no extra round trip before its first batch. Clients
-//!   that ignore them lose nothing.
+//! - `GET /hashes` and `GET /buckets` answers (`200` and `304`) also carry what `/capabilities`
+//!   advertises, as `Hypertask-Protocol: 1.0, 1.1, 1.2`, `Hypertask-Max-Batch: N`,
+//!   `Hypertask-Max-Body-Bytes: M` and `Hypertask-Buckets: true`, so a client that reads them
+//!   needs no extra round trip before its first batch. Clients that ignore them lose nothing.
 //! - A task larger than `max_task_bytes` is an invalid task (`400`); a body that does not
 //!   arrive within `body_timeout` gets `408`; a request that takes longer than
 //!   `request_timeout` in all gets `503`.
 //! - `GET /hashes` with `If-None-Match` and `Prefer: wait=N` is a long poll (see
 //!   `long_poll`), advertised as `"long_poll": true` and `Hypertask-Long-Poll: true`.
 //! - `GET /`, `/app.js` and `/app.css` are the web client (see `web`), served without a token.
+//! - `GET /buckets` and `GET /hashes?buckets=…` (protocol 1.2, see `buckets`) are advertised as
+//!   `"buckets": true` and `Hypertask-Buckets: true`; listings are answered from the last
+//!   listing of the store while its root stays the same (see `hashes`).
 //!
 //! Limits ([`ServerOptions`]): at most `max_concurrent_requests` authenticated requests are
 //! handled at once and their bodies together hold at most `max_inflight_body_bytes`; others
 //! wait. Bodies are read as raw JSON per task and each task parsed on its own, so no document
 //! for the whole body is built. Connection limits and timeouts are in [`serve`].
 
+mod auth;
+mod buckets;
+mod hashes;
 mod listen;
 mod long_poll;
 mod options;
-mod rate;
+mod quota;
 mod users;
 mod web;
 
@@ -53,28 +59,25 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Extension, Path, Request, State};
-use axum::http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, ETAG,
-    IF_NONE_MATCH, WWW_AUTHENTICATE,
-};
+use axum::extract::{Path, Request, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Listing, Task, TaskId};
+use hypertask_core::{Batch, ContentHash, Driver, DriverError, ErrorKind, Task, TaskId};
 use serde_json::value::RawValue;
-use subtle::ConstantTimeEq;
 use tokio::sync::{watch, Semaphore};
 
+use self::auth::{authenticate, digest_of};
+use self::hashes::Snapshots;
 use self::long_poll::{Changes, Hold};
-use self::rate::RateLimit;
+use self::quota::{cap_error, over_cap, RateLimit};
 use crate::wire::{
-    tag_root, BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
-    TaskFailure, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PROTOCOL_HEADER,
-    PROTOCOL_VERSIONS,
+    BatchAnswer, BatchRequest, CapabilitiesDoc, ErrorBody, SingleAnswer, SingleRequest,
+    TaskFailure, PROTOCOL_VERSIONS,
 };
 
 struct AppState {
@@ -90,6 +93,8 @@ struct AppState {
     bodies: Arc<Semaphore>,
     /// What long polls share.
     changes: Changes,
+    /// The last listing of the store, answered from while its root stays the same.
+    snapshots: Snapshots,
     /// This user's request rate, when limited.
     rate: Option<RateLimit>,
 }
@@ -113,9 +118,9 @@ impl Budgets {
 }
 
 /// The server's routes over `store`: `GET /hashes`, `POST /task/:id`, `GET /capabilities`,
-/// `POST /tasks` and the web client, with request logging, authentication, the request and
-/// body limits and the request timeout. Held long polls are released when the server stops
-/// only under [`serve`].
+/// `POST /tasks`, `GET /buckets` and the web client, with request logging, authentication, the
+/// request and body limits and the request timeout. Held long polls are released when the
+/// server stops only under [`serve`].
 pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
     app(store, opts, None)
 }
@@ -142,6 +147,7 @@ fn api(
     opts.max_batch = opts.max_batch.max(1);
     let state = Arc::new(AppState {
         changes: Changes::new(&opts, stop),
+        snapshots: Snapshots::default(),
         store,
         token_digest,
         rate: opts.max_requests_per_minute.map(RateLimit::per_minute),
@@ -150,7 +156,8 @@ fn api(
         opts,
     });
     Router::new()
-        .route("/hashes", get(hashes))
+        .route("/hashes", get(hashes::hashes))
+        .route("/buckets", get(buckets::buckets))
         .route("/capabilities", get(capabilities))
         .route("/task/{id}", post(resolve_one))
         .route("/tasks", post(resolve_batch))
@@ -252,7 +259,7 @@ impl IntoResponse for ApiError {
 /// wait on top of the timeout; with every slot taken it is an ordinary request.
 async fn limit(State(st): Shared, mut req: Request, next: Next) -> Response {
     if let Some(Err(retry_after)) = st.rate.as_ref().map(RateLimit::take) {
-        return rate::too_many_requests(retry_after);
+        return quota::too_many_requests(retry_after);
     }
     let mut timeout = st.opts.request_timeout;
     // The long-poll slot, kept until the answer is made.
@@ -321,151 +328,6 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Accepts `Authorization: Bearer <token>` and the original `Authorization: hypertask <token>`.
-async fn authenticate(State(st): Shared, req: Request, next: Next) -> Response {
-    if let Some(expected) = &st.token_digest {
-        match presented_digest(req.headers()) {
-            Err(why) => return unauthorized(why),
-            Ok(digest) if !same_digest(&digest, expected) => return unauthorized("wrong token"),
-            Ok(_) => {}
-        }
-    }
-    next.run(req).await
-}
-
-/// The SHA-256 of the token a request presents, or why it presents none (for a `401`).
-fn presented_digest(headers: &HeaderMap) -> Result<ContentHash, &'static str> {
-    let header = headers.get(AUTHORIZATION);
-    match header
-        .and_then(|v| v.to_str().ok())
-        .and_then(presented_token)
-    {
-        None if header.is_none() => {
-            Err("missing `Authorization` header; send `Authorization: Bearer <token>`")
-        }
-        None => Err("unsupported `Authorization` header; send `Authorization: Bearer <token>`"),
-        // A configured empty token matches no request.
-        Some("") => Err("wrong token"),
-        Some(t) => Ok(digest_of(t)),
-    }
-}
-
-/// The digest a token is compared by.
-fn digest_of(token: &str) -> ContentHash {
-    ContentHash::of_bytes(token.as_bytes())
-}
-
-/// Whether two token digests are equal, in constant time.
-fn same_digest(a: &ContentHash, b: &ContentHash) -> bool {
-    a.as_str().as_bytes().ct_eq(b.as_str().as_bytes()).into()
-}
-
-/// A `401` answer.
-fn unauthorized(message: &str) -> Response {
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-    resp.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"hypertask\""),
-    );
-    resp
-}
-
-/// The token of an `Authorization` value with the `Bearer` or `hypertask` scheme.
-fn presented_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("hypertask"))
-        .then(|| token.trim())
-}
-
-/// `GET /hashes`: `{id: hash}` with `ETag: "<root>"`; `304` to a matching `If-None-Match`,
-/// after holding it when it is a long poll.
-async fn hashes(State(st): Shared, hold: Option<Extension<Hold>>, headers: HeaderMap) -> Response {
-    let known = known_root(&headers);
-    match (hold, known) {
-        (Some(Extension(hold)), Some(known)) => long_poll::hold(&st, hold, known, &headers).await,
-        (_, known) => listing(&st, &headers, known).await,
-    }
-}
-
-/// The `/hashes` answer as of now: `304` when `known` (the client's root) is the store's.
-async fn listing(st: &AppState, headers: &HeaderMap, known: Option<ContentHash>) -> Response {
-    // The client's root goes to the store, which answers it without listing when it keeps its
-    // root (a store only this server writes).
-    let inventory = match st.store.hashes(known.as_ref()).await {
-        Ok(Listing::Changed(inv)) => inv,
-        Ok(Listing::Unchanged) => match known {
-            Some(root) => {
-                return hashes_answer(st, StatusCode::NOT_MODIFIED.into_response(), &root)
-            }
-            None => {
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the store did not list its tasks",
-                )
-                .into_response()
-            }
-        },
-        Err(e) => return ApiError::store(&e).into_response(),
-    };
-    for p in &inventory.problems {
-        tracing::warn!(error = %p.error, "stored entry is not a valid task; left out of /hashes");
-    }
-    let root = inventory.root();
-    let resp = if matches_etag(headers, root.as_str()) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Json(inventory.hashes).into_response()
-    };
-    hashes_answer(st, resp, &root)
-}
-
-/// The first entity tag of `If-None-Match` that is a root hash.
-fn known_root(headers: &HeaderMap) -> Option<ContentHash> {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(tag_root)
-}
-
-/// A `/hashes` answer's headers: the root as its entity tag, and the batching capabilities.
-fn hashes_answer(st: &AppState, mut resp: Response, root: &ContentHash) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{root}\"")).expect("hex digits are a header");
-    let h = resp.headers_mut();
-    h.insert(ETAG, etag);
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        HeaderName::from_static(PROTOCOL_HEADER),
-        HeaderValue::from_static("1.0, 1.1"),
-    );
-    h.insert(
-        HeaderName::from_static(MAX_BATCH_HEADER),
-        HeaderValue::from(st.opts.max_batch),
-    );
-    h.insert(
-        HeaderName::from_static(MAX_BODY_HEADER),
-        HeaderValue::from(st.opts.max_body_bytes),
-    );
-    if st.opts.max_long_polls > 0 {
-        h.insert(
-            HeaderName::from_static(LONG_POLL_HEADER),
-            HeaderValue::from_static("true"),
-        );
-    }
-    resp
-}
-
-/// Whether `If-None-Match` names the entity tag `"<root>"` (weak or strong) or is `*`.
-fn matches_etag(headers: &HeaderMap, root: &str) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| tag.trim() == "*" || tag_root(tag).is_some_and(|r| r.as_str() == root))
-}
-
 /// `GET /capabilities`.
 async fn capabilities(State(st): Shared) -> Json<CapabilitiesDoc> {
     Json(CapabilitiesDoc {
@@ -475,6 +337,7 @@ async fn capabilities(State(st): Shared) -> Json<CapabilitiesDoc> {
         max_task_bytes: Some(st.opts.max_task_bytes as u64),
         etag: true,
         long_poll: st.opts.max_long_polls > 0,
+        buckets: true,
         auth: vec!["Bearer".into(), "hypertask".into()],
         server: Some("hypertask".into()),
         version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -612,42 +475,6 @@ async fn resolve_one(
     Ok(Json(SingleAnswer { server_state: task }))
 }
 
-/// The new tasks of `batch` that do not fit under `max_tasks` (tombstones count: they are
-/// stored): every new task beyond the room left, in id order. Tasks already stored always fit,
-/// so a user at the cap can still edit, complete and delete. Concurrent requests may pass the
-/// check together, so the cap can be overshot by what they carry.
-async fn over_cap(st: &AppState, batch: &Batch) -> Result<Vec<TaskId>, ApiError> {
-    let Some(max) = st.opts.max_tasks else {
-        return Ok(Vec::new());
-    };
-    if batch.values().all(Option::is_none) {
-        return Ok(Vec::new());
-    }
-    let stored = match st.store.hashes(None).await {
-        Ok(Listing::Changed(inventory)) => inventory.hashes,
-        Ok(Listing::Unchanged) => return Ok(Vec::new()),
-        Err(e) => return Err(ApiError::store(&e)),
-    };
-    let room = max.saturating_sub(stored.len());
-    Ok(batch
-        .iter()
-        .filter(|(id, state)| state.is_some() && !stored.contains_key(*id))
-        .skip(room)
-        .map(|(id, _)| id.clone())
-        .collect())
-}
-
-/// Why a task was refused by the cap: `507`, naming the cap.
-fn cap_error(st: &AppState) -> ApiError {
-    ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
-        format!(
-            "this account may store at most {} tasks; delete (`hypertask purge`) or ask for more room",
-            st.opts.max_tasks.unwrap_or_default()
-        ),
-    )
-}
-
 /// `POST /tasks` (v1.1): `{"client_states": {id: null | task}}` → `{"server_states": {...}}`.
 async fn resolve_batch(State(st): Shared, body: Body) -> Result<Json<BatchAnswer<Task>>, ApiError> {
     let bytes = read_body(&st, body).await?;
@@ -730,34 +557,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auth_schemes() {
-        assert_eq!(presented_token("Bearer abc"), Some("abc"));
-        assert_eq!(presented_token("bearer  abc "), Some("abc"));
-        assert_eq!(presented_token("hypertask abc"), Some("abc"));
-        assert_eq!(presented_token("Basic abc"), None);
-        assert_eq!(presented_token("abc"), None);
-    }
-
-    #[test]
-    fn etag_matching() {
-        let root = "ab".repeat(32);
-        let mut h = HeaderMap::new();
-        assert!(!matches_etag(&h, &root));
-        h.insert(
-            IF_NONE_MATCH,
-            format!("\"x\", W/\"{root}\"").parse().unwrap(),
-        );
-        assert!(matches_etag(&h, &root));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
-        assert!(!matches_etag(&h, &root));
-        h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(matches_etag(&h, &root));
-    }
 }

@@ -22,10 +22,8 @@ use hypertask_core::{valid_namespace, ContentHash, Driver, Secret};
 use tokio::sync::watch;
 use tower::Service;
 
-use super::{
-    api, digest_of, log_request, presented_digest, same_digest, unauthorized, web, Budgets,
-    ServerOptions,
-};
+use super::auth::{digest_of, presented_digest, same_digest, unauthorized};
+use super::{api, log_request, web, Budgets, ServerOptions};
 
 /// One user of a several-user server.
 pub struct User {

@@ -1,16 +1,21 @@
 //! Shared test helpers: a real server on loopback over a real in-memory store, with a
-//! server-side request log.
+//! server-side request log that also counts the bytes of each answer's body.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hypertask_core::{Batch, Driver, Listing, MemoryStore, StoreDriver, Task, TaskId};
+use hypertask_core::{
+    Batch, Checked, Driver, Engine, Listing, MemoryStore, Replica, StoreDriver, SyncOptions,
+    SyncReport, Task, TaskId,
+};
 use hypertask_driver_http::{router, HttpConfig, HttpDriver, ServerOptions};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -26,12 +31,25 @@ pub struct Seen {
     pub status: StatusCode,
 }
 
+/// One request with its query and what its answer cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub seen: Seen,
+    pub query: Option<String>,
+    /// The bytes of the answer's body.
+    pub body_bytes: usize,
+}
+
 /// Every request the server answered, in order.
 #[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<Seen>>>);
+pub struct RequestLog(Arc<Mutex<Vec<Exchange>>>);
 
 impl RequestLog {
     pub fn take(&self) -> Vec<Seen> {
+        self.take_exchanges().into_iter().map(|e| e.seen).collect()
+    }
+
+    pub fn take_exchanges(&self) -> Vec<Exchange> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 
@@ -42,13 +60,21 @@ impl RequestLog {
 
 async fn record(State(log): State<RequestLog>, req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let resp = next.run(req).await;
-    log.0.lock().unwrap().push(Seen {
-        method,
-        path,
-        status: resp.status(),
+    let query = req.uri().query().map(str::to_owned);
+    let (parts, body) = next.run(req).await.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("the answer's body");
+    log.0.lock().unwrap().push(Exchange {
+        seen: Seen {
+            method,
+            path,
+            status: parts.status,
+        },
+        query,
+        body_bytes: body.len(),
     });
-    resp
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// A running server: its URL, the store behind it and its request log. Stops when dropped.
@@ -107,6 +133,51 @@ impl TestServer {
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
+}
+
+/// A scratch directory; on tmpfs when there is one, since deleting thousands of freshly
+/// flushed files from a disk can take longer than the test itself.
+pub fn scratch() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new()
+            .prefix("hypertask-http-")
+            .tempdir_in(shm)
+        {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+pub fn replica(dir: &tempfile::TempDir, name: &str) -> Replica {
+    Replica::open(dir.path().join(name)).unwrap()
+}
+
+pub fn put(replica: &Replica, tasks: &[Task]) {
+    let lock = replica.lock(Duration::from_secs(10)).unwrap();
+    replica.put(&lock, tasks).unwrap();
+}
+
+pub async fn sync(replica: &Replica, driver: Arc<HttpDriver>) -> SyncReport {
+    let report = Engine::new(
+        replica.clone(),
+        vec![Checked::new(driver)],
+        SyncOptions::default(),
+    )
+    .sync()
+    .await
+    .expect("the local cache works");
+    let d = &report.drivers[0];
+    assert!(d.is_ok(), "sync failed: {d:?}");
+    report
+}
+
+pub fn all(replica: &Replica) -> Vec<Task> {
+    let (mut tasks, problems) = replica.all().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    tasks.sort_by(|a, b| a.id().cmp(b.id()));
+    tasks
 }
 
 /// A valid task from a JSON document.

@@ -259,6 +259,7 @@ impl Store for MongoStore {
                 cheap_root: true,
                 atomic_writes: true,
                 remote: true,
+                buckets: false,
             },
         }
     }

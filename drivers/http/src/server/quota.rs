@@ -1,6 +1,7 @@
-//! Each user's request rate (`max_requests_per_minute`): a budget of that many requests that
-//! refills evenly over a minute, so a burst up to the budget passes and a steady flood is cut
-//! to the rate. Beyond it: `429 Too Many Requests` with `Retry-After`.
+//! Each user's quotas. The request rate (`max_requests_per_minute`): a budget of that many
+//! requests that refills evenly over a minute, so a burst up to the budget passes and a steady
+//! flood is cut to the rate; beyond it `429 Too Many Requests` with `Retry-After`. The task
+//! cap (`max_tasks_per_user`): new tasks beyond it fail with `507 Insufficient Storage`.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use axum::http::header::{HeaderValue, RETRY_AFTER};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
+use hypertask_core::{Batch, Listing, TaskId};
+
+use super::{ApiError, AppState};
 
 /// One user's request budget.
 pub(super) struct RateLimit {
@@ -60,6 +63,42 @@ pub(super) fn too_many_requests(wait: Duration) -> Response {
     resp.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(secs));
     resp
+}
+
+/// The new tasks of `batch` that do not fit under `max_tasks` (tombstones count: they are
+/// stored): every new task beyond the room left, in id order. Tasks already stored always fit,
+/// so a user at the cap can still edit, complete and delete. Concurrent requests may pass the
+/// check together, so the cap can be overshot by what they carry.
+pub(super) async fn over_cap(st: &AppState, batch: &Batch) -> Result<Vec<TaskId>, ApiError> {
+    let Some(max) = st.opts.max_tasks else {
+        return Ok(Vec::new());
+    };
+    if batch.values().all(Option::is_none) {
+        return Ok(Vec::new());
+    }
+    let stored = match st.store.hashes(None).await {
+        Ok(Listing::Changed(inventory)) => inventory.hashes,
+        Ok(Listing::Unchanged) => return Ok(Vec::new()),
+        Err(e) => return Err(ApiError::store(&e)),
+    };
+    let room = max.saturating_sub(stored.len());
+    Ok(batch
+        .iter()
+        .filter(|(id, state)| state.is_some() && !stored.contains_key(*id))
+        .skip(room)
+        .map(|(id, _)| id.clone())
+        .collect())
+}
+
+/// Why a task was refused by the cap: `507`, naming the cap.
+pub(super) fn cap_error(st: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        format!(
+            "this account may store at most {} tasks; delete (`hypertask purge`) or ask for more room",
+            st.opts.max_tasks.unwrap_or_default()
+        ),
+    )
 }
 
 #[cfg(test)]
