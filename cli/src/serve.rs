@@ -201,6 +201,7 @@ fn options(server: &ServerSettings, token: Option<Secret>) -> Result<ServerOptio
         )?,
         max_requests_per_minute: server.max_requests_per_minute,
         max_tasks: server.max_tasks_per_user,
+        cors_origins: server.cors_origins.clone(),
     };
     options.validate()?;
     Ok(options)

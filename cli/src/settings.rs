@@ -111,6 +111,9 @@ pub struct ServerSettings {
     pub max_requests_per_minute: Option<u32>,
     /// Most tasks one user may store (default: no limit).
     pub max_tasks_per_user: Option<usize>,
+    /// Origins whose pages may call the server from a browser (default: none).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     /// `[server.users.NAME]`: several users, each with a token and tasks of their own.
     #[serde(default)]
     pub users: BTreeMap<String, UserSettings>,

@@ -129,10 +129,11 @@ pub fn router(store: Arc<dyn Driver>, opts: ServerOptions) -> Router {
 fn app(store: Arc<dyn Driver>, opts: ServerOptions, stop: Option<watch::Receiver<bool>>) -> Router {
     let digest = opts.token.as_ref().map(|t| digest_of(t.expose()));
     let budgets = Budgets::new(&opts);
-    api(store, digest, opts, &budgets, stop)
+    let routes = api(store, digest, opts.clone(), &budgets, stop)
         // The web client's files: public, outside the limits and authentication above.
         .merge(web::routes())
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(log_request));
+    web::with_cors(routes, &opts)
 }
 
 /// The protocol's endpoints over one store (one user's), behind `token_digest` when given,

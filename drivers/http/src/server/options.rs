@@ -56,6 +56,9 @@ pub struct ServerOptions {
     /// Most tasks (tombstones included) one user may store; a write that would store more gets
     /// `507` (default: no limit).
     pub max_tasks: Option<usize>,
+    /// Origins (`https://tasks.example.org`) whose pages may call this server from a browser
+    /// (CORS). Empty by default: no CORS header is sent, so only the server's own page can.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +80,7 @@ impl Default for ServerOptions {
             long_poll_recheck: Duration::from_secs(5),
             max_requests_per_minute: None,
             max_tasks: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -104,6 +108,9 @@ impl ServerOptions {
             if v == 0 {
                 return Err(format!("`{name}` must be at least 1"));
             }
+        }
+        for origin in &self.cors_origins {
+            valid_origin(origin)?;
         }
         for (name, d) in [
             ("header_timeout_secs", self.header_timeout),
@@ -136,6 +143,26 @@ impl ServerOptions {
     pub(crate) fn body_budget(&self) -> usize {
         self.max_inflight_body_bytes.div_ceil(1024)
     }
+}
+
+/// An origin as browsers send it: `http://` or `https://`, a host and maybe a port, nothing
+/// after (no path, not even `/`).
+fn valid_origin(origin: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "`cors_origins`: '{origin}' is not an origin; write it as a browser sends it, \
+             e.g. https://tasks.example.org or http://localhost:8080"
+        )
+    };
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let fine = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    fine.then_some(()).ok_or_else(bad)
 }
 
 #[cfg(test)]

@@ -112,11 +112,12 @@ pub(super) fn users_app(
             endpoints: api(u.store, None, opts.clone(), &budgets, stop.clone()),
         })
         .collect();
-    Ok(Router::new()
+    let routes = Router::new()
         .fallback(dispatch)
         .with_state(Arc::new(accounts))
         .merge(web::routes())
-        .layer(middleware::from_fn(log_request)))
+        .layer(middleware::from_fn(log_request));
+    Ok(web::with_cors(routes, &opts))
 }
 
 /// Hands the request to the account whose token it presents. Every account's digest is

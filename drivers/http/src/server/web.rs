@@ -4,17 +4,26 @@
 //! token themselves; they hand out nothing but the page.
 //!
 //! Every answer forbids what the page does not need: scripts, styles and requests from this
-//! server only, no framing, no referrer, no MIME sniffing. No CORS header is sent, so other
-//! sites' pages cannot read the answers of this server.
+//! server only, no framing, no referrer, no MIME sniffing. No CORS header is sent unless
+//! `cors_origins` names other origins (a web client hosted elsewhere), so other sites' pages
+//! cannot read the answers of this server.
 
+use axum::http::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::ServerOptions;
+use crate::wire::{
+    BUCKETS_HEADER, LONG_POLL_HEADER, MAX_BATCH_HEADER, MAX_BODY_HEADER, PREFERENCE_APPLIED_HEADER,
+    PREFER_HEADER, PROTOCOL_HEADER,
+};
 
 /// Only this server's own files and endpoints; no inline script or style, no plugins, no frames.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -64,4 +73,39 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(|| async { &INDEX }))
         .route("/app.js", get(|| async { &SCRIPT }))
         .route("/app.css", get(|| async { &STYLE }))
+}
+
+/// `router` answering cross-origin requests from `cors_origins` (preflights included, before
+/// authentication, as browsers send them without the token); unchanged when there are none.
+pub(super) fn with_cors(router: Router, opts: &ServerOptions) -> Router {
+    if opts.cors_origins.is_empty() {
+        return router;
+    }
+    let origins: Vec<HeaderValue> = opts
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let ours = |names: &[&'static str]| -> Vec<HeaderName> {
+        names.iter().map(|n| HeaderName::from_static(n)).collect()
+    };
+    let mut exposed = ours(&[
+        PREFERENCE_APPLIED_HEADER,
+        PROTOCOL_HEADER,
+        MAX_BATCH_HEADER,
+        MAX_BODY_HEADER,
+        LONG_POLL_HEADER,
+        BUCKETS_HEADER,
+    ]);
+    exposed.extend([ETAG, RETRY_AFTER]);
+    let mut allowed = ours(&[PREFER_HEADER]);
+    allowed.extend([AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH]);
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(allowed)
+            .expose_headers(exposed)
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
