@@ -196,6 +196,15 @@ impl Browser {
         self.call("POST", &format!("/element/{}/click", el.0), json!({}));
     }
 
+    /// Resizes the window (CSS pixels).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        );
+    }
+
     /// A PNG of the window.
     pub fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;

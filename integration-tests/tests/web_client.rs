@@ -171,6 +171,15 @@ fn the_page_and_a_cli_replica_share_tasks_and_edits_live() {
     });
     assert!(tasks.iter().any(|t| t["id"] == id.as_str()));
 
+    // On a phone-sized screen nothing needs sideways scrolling.
+    browser.resize(390, 800);
+    browser.wait_for(
+        "the narrow layout",
+        "return window.innerWidth <= 400 && document.documentElement.scrollWidth <= window.innerWidth",
+        json!([]),
+    );
+    browser.resize(900, 700);
+
     if let Some(path) = std::env::var_os("HYPERTASK_SCREENSHOT") {
         screenshot(&browser, &cli, path.as_ref());
     }
