@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{task, TestServer, TOKEN};
+use common::{bearer, call, call_with, task, TestServer, TOKEN};
 use hypertask_core::{root_hash, ContentHash, Driver, Hashes, MemoryStore, StoreDriver, TaskId};
 use hypertask_driver_http::{serve, ServerOptions};
 use reqwest::header::{
@@ -13,73 +13,6 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// Asserts a JSON error answer `{"error": "..."}` and returns the message.
-    fn error(&self, status: StatusCode) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert_eq!(
-            self.headers.get(CONTENT_TYPE).unwrap(),
-            "application/json",
-            "errors are JSON"
-        );
-        let v = self.json();
-        let obj = v.as_object().expect("an error is a JSON object");
-        assert_eq!(obj.len(), 1, "only `error`: {v}");
-        obj["error"]
-            .as_str()
-            .expect("`error` is a string")
-            .to_owned()
-    }
-}
-
-async fn call(method: Method, url: &str, auth: Option<&str>, body: Option<&str>) -> Answer {
-    call_with(method, url, auth, body, HeaderMap::new()).await
-}
-
-async fn call_with(
-    method: Method,
-    url: &str,
-    auth: Option<&str>,
-    body: Option<&str>,
-    headers: HeaderMap,
-) -> Answer {
-    let mut req = reqwest::Client::new().request(method, url).headers(headers);
-    if let Some(a) = auth {
-        req = req.header(AUTHORIZATION, a);
-    }
-    if let Some(b) = body {
-        req = req
-            .header(CONTENT_TYPE, "application/json")
-            .body(b.to_owned());
-    }
-    let resp = req.send().await.expect("the server answers");
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.bytes().await.unwrap().to_vec(),
-    }
-}
-
-fn bearer() -> String {
-    format!("Bearer {TOKEN}")
-}
 
 #[tokio::test]
 async fn ok_etag_and_not_modified() {

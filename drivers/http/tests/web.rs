@@ -3,33 +3,10 @@
 
 mod common;
 
-use common::{TestServer, TOKEN};
+use common::{bearer, call_with, TestServer, TOKEN};
 use hypertask_driver_http::ServerOptions;
-use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-async fn call(method: Method, url: &str, auth: Option<&str>, headers: HeaderMap) -> Answer {
-    let mut req = reqwest::Client::new().request(method, url).headers(headers);
-    if let Some(a) = auth {
-        req = req.header(AUTHORIZATION, a);
-    }
-    let resp = req.send().await.expect("the server answers");
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.bytes().await.unwrap().to_vec(),
-    }
-}
-
-fn bearer() -> String {
-    format!("Bearer {TOKEN}")
-}
 
 #[tokio::test]
 async fn the_web_client_is_public_and_locked_down_and_no_cors_by_default() {
@@ -39,7 +16,14 @@ async fn the_web_client_is_public_and_locked_down_and_no_cors_by_default() {
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
     ] {
-        let a = call(Method::GET, &srv.endpoint(path), None, HeaderMap::new()).await;
+        let a = call_with(
+            Method::GET,
+            &srv.endpoint(path),
+            None,
+            None,
+            HeaderMap::new(),
+        )
+        .await;
         assert_eq!(a.status, StatusCode::OK, "{path} needs no token");
         assert_eq!(a.headers["content-type"], media);
         let csp = a.headers["content-security-policy"].to_str().unwrap();
@@ -49,12 +33,20 @@ async fn the_web_client_is_public_and_locked_down_and_no_cors_by_default() {
         assert_eq!(a.headers["x-frame-options"], "DENY");
     }
     // The page's source never holds a token and the protocol still needs one.
-    let a = call(Method::GET, &srv.endpoint("/"), None, HeaderMap::new()).await;
+    let a = call_with(
+        Method::GET,
+        &srv.endpoint("/"),
+        None,
+        None,
+        HeaderMap::new(),
+    )
+    .await;
     assert!(!String::from_utf8_lossy(&a.body).contains(TOKEN));
     assert_eq!(
-        call(
+        call_with(
             Method::GET,
             &srv.endpoint("/hashes"),
+            None,
             None,
             HeaderMap::new()
         )
@@ -65,17 +57,18 @@ async fn the_web_client_is_public_and_locked_down_and_no_cors_by_default() {
     // No CORS header, whatever the origin and even for a preflight.
     let mut h = HeaderMap::new();
     h.insert("origin", "https://evil.example".parse().unwrap());
-    let a = call(
+    let a = call_with(
         Method::GET,
         &srv.endpoint("/hashes"),
         Some(&bearer()),
+        None,
         h.clone(),
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.headers.get("access-control-allow-origin").is_none());
     h.insert("access-control-request-method", "GET".parse().unwrap());
-    let a = call(Method::OPTIONS, &srv.endpoint("/hashes"), None, h).await;
+    let a = call_with(Method::OPTIONS, &srv.endpoint("/hashes"), None, None, h).await;
     assert!(a.headers.get("access-control-allow-origin").is_none());
 }
 
@@ -98,9 +91,10 @@ async fn configured_origins_get_cors_and_others_do_not() {
         h
     };
     // A preflight carries no token and is answered before authentication.
-    let a = call(
+    let a = call_with(
         Method::OPTIONS,
         &srv.endpoint("/hashes"),
+        None,
         None,
         preflight("https://tasks.example.org"),
     )
@@ -118,9 +112,10 @@ async fn configured_origins_get_cors_and_others_do_not() {
         allowed.contains("authorization") && allowed.contains("prefer"),
         "{allowed}"
     );
-    let a = call(
+    let a = call_with(
         Method::OPTIONS,
         &srv.endpoint("/hashes"),
+        None,
         None,
         preflight("https://evil.example"),
     )
@@ -130,7 +125,14 @@ async fn configured_origins_get_cors_and_others_do_not() {
     // The real request: the allowed origin may read the answer and its entity tag.
     let mut h = HeaderMap::new();
     h.insert("origin", "https://tasks.example.org".parse().unwrap());
-    let a = call(Method::GET, &srv.endpoint("/hashes"), Some(&bearer()), h).await;
+    let a = call_with(
+        Method::GET,
+        &srv.endpoint("/hashes"),
+        Some(&bearer()),
+        None,
+        h,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(
         a.headers["access-control-allow-origin"],

@@ -241,3 +241,79 @@ impl hypertask_core::conformance::Upstream for ServerUpstream {
         self.0.driver("client")
     }
 }
+
+/// A server's answer, whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts a JSON error answer `{"error": "..."}` and returns the message.
+    pub fn error(&self, status: reqwest::StatusCode) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.headers.get(reqwest::header::CONTENT_TYPE).unwrap(),
+            "application/json",
+            "errors are JSON"
+        );
+        let v = self.json();
+        let obj = v.as_object().expect("an error is a JSON object");
+        assert_eq!(obj.len(), 1, "only `error`: {v}");
+        obj["error"]
+            .as_str()
+            .expect("`error` is a string")
+            .to_owned()
+    }
+}
+
+/// One request over real HTTP.
+pub async fn call(
+    method: reqwest::Method,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
+    call_with(method, url, auth, body, reqwest::header::HeaderMap::new()).await
+}
+
+/// [`call`] with extra headers.
+pub async fn call_with(
+    method: reqwest::Method,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+    headers: reqwest::header::HeaderMap,
+) -> Answer {
+    let mut req = reqwest::Client::new().request(method, url).headers(headers);
+    if let Some(a) = auth {
+        req = req.header(reqwest::header::AUTHORIZATION, a);
+    }
+    if let Some(b) = body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send().await.expect("the server answers");
+    Answer {
+        status: resp.status(),
+        headers: resp.headers().clone(),
+        body: resp.bytes().await.unwrap().to_vec(),
+    }
+}
+
+/// The `Authorization` value of [`TOKEN`].
+pub fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
