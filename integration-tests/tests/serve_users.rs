@@ -2,6 +2,7 @@
 //! sees only their own tasks, through every endpoint; the per-user rate limit answers 429 and
 //! the per-user task cap 507.
 
+use hypertask_core::{bucket_hashes, Bucket, Depth, Hashes, TaskId};
 use hypertask_integration_tests::{Machine, Server};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -148,6 +149,31 @@ fn two_users_on_one_server_never_see_each_others_tasks() {
     assert_eq!(listed[&b1], bob_hash, "bob's task did not change");
     bob.ok(&["sync"]);
     assert_eq!(descriptions(&bob), ["bob's only"]);
+
+    // The bucketed listing (protocol 1.2): alice's buckets are those of her own tasks, and
+    // asking for the bucket of bob's task lists only what alice has there.
+    let (status, buckets) = request(&http, &server, ALICE, "GET", "/buckets", None);
+    assert_eq!(status, StatusCode::OK, "{buckets}");
+    let depth = Depth::new(buckets["depth"].as_u64().unwrap() as u8).unwrap();
+    let (_, listed) = request(&http, &server, ALICE, "GET", "/hashes", None);
+    let alices: Hashes = serde_json::from_value(listed).unwrap();
+    let expected: serde_json::Map<String, Value> = bucket_hashes(&alices, depth)
+        .into_iter()
+        .map(|(b, h)| (b.as_str().to_owned(), json!(h.as_str())))
+        .collect();
+    assert_eq!(buckets["buckets"], Value::Object(expected));
+    let bobs_bucket = Bucket::of(&TaskId::new(b1.as_str()).unwrap(), depth);
+    let (status, listed) = request(
+        &http,
+        &server,
+        ALICE,
+        "GET",
+        &format!("/hashes?buckets={}", bobs_bucket.as_str()),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK);
+    let alices_there: Hashes = serde_json::from_value(listed).unwrap();
+    assert!(alices_there.keys().all(|id| alices.contains_key(id)));
 
     // `GET /capabilities` answers each of them, and the same to both.
     let (s1, c1) = request(&http, &server, ALICE, "GET", "/capabilities", None);
