@@ -78,6 +78,14 @@ pub struct Problem {
     pub error: DriverError,
 }
 
+impl Problem {
+    /// Whether a listing restricted to `buckets` reports it: its id is in one of them, or it
+    /// names no id (and so belongs to no bucket).
+    pub fn belongs_to(&self, buckets: &BTreeSet<Bucket>) -> bool {
+        self.id.as_ref().is_none_or(|id| in_any(buckets, id))
+    }
+}
+
 impl Inventory {
     /// The root hash of `hashes`.
     pub fn root(&self) -> ContentHash {
@@ -92,7 +100,7 @@ impl Inventory {
             problems: self
                 .problems
                 .into_iter()
-                .filter(|p| p.id.as_ref().is_none_or(|id| in_any(buckets, id)))
+                .filter(|p| p.belongs_to(buckets))
                 .collect(),
         }
     }

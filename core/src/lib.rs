@@ -52,7 +52,7 @@ pub use secret::Secret;
 pub use spec::{expand_path, valid_namespace, DriverSpec, CORE_KEYS, DEFAULT_POLL_INTERVAL};
 pub use store::{
     decide, Decision, Entry, Gets, PutOutcome, Puts, Store, StoreDriver, StoreInventory, Stored,
-    Version, Write,
+    Summary, Version, Write,
 };
 pub use sync::{
     DriverReport, DriverStatus, Engine, NoProgress, Progress, SyncOptions, SyncReport,

@@ -1,15 +1,17 @@
 //! The small storage trait and the generic driver that gives any store merge, compare-and-swap
 //! and retry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Debug};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
+use crate::bucket::{in_any, Bucket};
 use crate::driver::{
-    Access, Answers, Batch, Driver, DriverInfo, Health, Inventory, Listing, Problem, Watch,
+    Access, Answers, Batch, BucketListing, Buckets, Driver, DriverInfo, Health, Inventory,
+    Listing, Problem, Watch,
 };
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_hash, ContentHash};
@@ -76,6 +78,39 @@ pub struct StoreInventory {
     pub entries: BTreeMap<TaskId, Entry>,
     /// Entries skipped as invalid, each naming what and where. They are left untouched.
     pub problems: Vec<Problem>,
+}
+
+impl StoreInventory {
+    /// The entries whose id falls in one of `buckets`, with the problems of those ids and
+    /// those that name no id: what [`Store::list_in`] answers.
+    pub fn restricted(mut self, buckets: &BTreeSet<Bucket>) -> StoreInventory {
+        self.entries.retain(|id, _| in_any(buckets, id));
+        self.problems.retain(|p| p.belongs_to(buckets));
+        self
+    }
+
+    /// The id → hash map and problems, as [`Driver::hashes`] answers them.
+    fn into_inventory(self) -> Inventory {
+        Inventory {
+            hashes: self
+                .entries
+                .into_iter()
+                .map(|(id, e)| (id, e.hash))
+                .collect(),
+            problems: self.problems,
+        }
+    }
+}
+
+/// What a store keeps up to date about everything it holds, read at once by
+/// [`Store::summary`] so that an unchanged or slightly changed store costs one read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The root hash of what [`Store::list`] would list, when the store keeps it.
+    pub root: Option<ContentHash>,
+    /// The bucket hashes of what [`Store::list`] would list, at a depth the store chose, when
+    /// it keeps them.
+    pub buckets: Option<Buckets>,
 }
 
 /// A stored task and its version.
@@ -200,6 +235,34 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///   left untouched; foreign entries that are not tasks are ignored.
     async fn list(&self) -> Result<StoreInventory, DriverError>;
 
+    /// The root hash and the bucket hashes the store keeps, read together (declare
+    /// [`crate::Capabilities::buckets`] when it keeps bucket hashes).
+    ///
+    /// # Behavior
+    /// - A part is `None` when the store cannot tell it without listing; a part that is there
+    ///   equals [`root_hash`] (or [`crate::bucket_hashes`] at its depth) of what
+    ///   [`Store::list`] would list.
+    /// - The default is [`Store::root`] alone.
+    async fn summary(&self) -> Result<Summary, DriverError> {
+        Ok(Summary {
+            root: self.root().await?,
+            buckets: None,
+        })
+    }
+
+    /// The stored entries whose id falls in one of `buckets` (of any depths).
+    ///
+    /// # Behavior
+    /// - Exactly what [`Store::list`] would list, restricted as [`StoreInventory::restricted`]
+    ///   restricts it; an empty set lists nothing.
+    /// - The default lists everything and filters.
+    async fn list_in(&self, buckets: &BTreeSet<Bucket>) -> Result<StoreInventory, DriverError> {
+        if buckets.is_empty() {
+            return Ok(StoreInventory::default());
+        }
+        Ok(self.list().await?.restricted(buckets))
+    }
+
     /// Fetches tasks by id.
     ///
     /// # Behavior
@@ -269,6 +332,15 @@ impl<S: Store> StoreDriver<S> {
         DriverError::new(self.store.info().name, kind, message)
     }
 
+    /// The whole listing: `Unchanged` when it is clean and its root is `known_root`.
+    async fn listing(&self, known_root: Option<&ContentHash>) -> Result<Listing, DriverError> {
+        let inventory = self.store.list().await?.into_inventory();
+        if inventory.problems.is_empty() && known_root == Some(&root_hash(&inventory.hashes)) {
+            return Ok(Listing::Unchanged);
+        }
+        Ok(Listing::Changed(inventory))
+    }
+
     /// Reads `ids`, checking that every answer is filed under the id asked.
     async fn read(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         let mut gets = self.store.get(ids).await?;
@@ -313,19 +385,31 @@ impl<S: Store> Driver for StoreDriver<S> {
                 return Ok(Listing::Unchanged);
             }
         }
-        let listed = self.store.list().await?;
-        let inventory = Inventory {
-            hashes: listed
-                .entries
-                .into_iter()
-                .map(|(id, e)| (id, e.hash))
-                .collect(),
-            problems: listed.problems,
-        };
-        if inventory.problems.is_empty() && known_root == Some(&root_hash(&inventory.hashes)) {
-            return Ok(Listing::Unchanged);
+        self.listing(known_root).await
+    }
+
+    /// The store's summary: `Unchanged` for a kept root equal to `known_root`, else the kept
+    /// bucket hashes; a store that keeps neither is listed and answers its whole inventory
+    /// ([`BucketListing::Full`]), so finding that out costs no second listing.
+    async fn buckets(
+        &self,
+        known_root: Option<&ContentHash>,
+    ) -> Result<BucketListing, DriverError> {
+        let summary = self.store.summary().await?;
+        if known_root.is_some() && summary.root.as_ref() == known_root {
+            return Ok(BucketListing::Unchanged);
         }
-        Ok(Listing::Changed(inventory))
+        if let Some(buckets) = summary.buckets {
+            return Ok(BucketListing::Changed(buckets));
+        }
+        Ok(match self.listing(known_root).await? {
+            Listing::Unchanged => BucketListing::Unchanged,
+            Listing::Changed(inventory) => BucketListing::Full(inventory),
+        })
+    }
+
+    async fn hashes_in(&self, buckets: &BTreeSet<Bucket>) -> Result<Inventory, DriverError> {
+        Ok(self.store.list_in(buckets).await?.into_inventory())
     }
 
     async fn resolve(&self, batch: Batch) -> Result<Answers, DriverError> {
@@ -450,6 +534,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn list(&self) -> Result<StoreInventory, DriverError> {
         (**self).list().await
+    }
+    async fn summary(&self) -> Result<Summary, DriverError> {
+        (**self).summary().await
+    }
+    async fn list_in(&self, buckets: &BTreeSet<Bucket>) -> Result<StoreInventory, DriverError> {
+        (**self).list_in(buckets).await
     }
     async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
         (**self).get(ids).await

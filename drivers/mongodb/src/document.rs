@@ -4,20 +4,39 @@
 //!   the same JSON shape (timestamps stay RFC 3339 strings; `field_updated_at` keeps its dotted
 //!   clock keys such as `tags.work`, which MongoDB 5.0+ stores as plain field names).
 //! - `hash` is the task's content hash, so listing needs only `{_id, hash}`.
-//! - A task field whose name would clash with that layout (`_id`, `hash`), that MongoDB refuses
+//! - `bucket` is the id's [bucket](hypertask_core::Bucket) at the deepest depth (4 hex digits),
+//!   indexed, so the entries of any bucket at any depth are one range query on it.
+//! - A task field whose name would clash with that layout (`_id`, `hash`, `bucket`), that
+//!   MongoDB refuses
 //!   at the top level (`$…`), or that starts with the escape character `~` is stored with one
 //!   more leading `~`; reading strips one. The mapping is a bijection, so every task round-trips.
+//!   Versions before `bucket` stored a task field `bucket` unescaped: a `bucket` that is not
+//!   the id's bucket is read as that task field.
 //! - Integers are stored as 64-bit integers (those above `i64::MAX` as Decimal128), other
 //!   numbers as doubles, so the canonical JSON, and the hash, come back identical.
 //! - Documents other MongoDB clients insert without `hash` are read whole and hashed. Whoever
 //!   edits a stored document by hand should `$unset` its `hash` too: listing trusts the field.
 
-use hypertask_core::{format_timestamp, Task, TaskId};
+use hypertask_core::{format_timestamp, Bucket, Depth, Task, TaskId};
 use mongodb::bson::{Bson, Decimal128, Document};
 use serde_json::{Map, Number, Value};
 
 /// The field holding the task's content hash.
 pub const HASH_FIELD: &str = "hash";
+
+/// The field holding the id's bucket at the deepest depth.
+pub const BUCKET_FIELD: &str = "bucket";
+
+/// The `bucket` field's value for `id`: its bucket at [`Depth::MAX`].
+pub fn bucket_of(id: &TaskId) -> String {
+    Bucket::of(id, Depth::MAX).as_str().to_owned()
+}
+
+/// Whether `value` is the `bucket` field of a document with `_id` `id` as this driver writes
+/// it (anything else under that name is a task field an older version stored unescaped).
+pub fn is_bucket_of(id: &TaskId, value: &Bson) -> bool {
+    matches!(value, Bson::String(s) if *s == bucket_of(id))
+}
 
 /// Prefix of an escaped top-level field name.
 const ESCAPE: char = '~';
@@ -25,6 +44,7 @@ const ESCAPE: char = '~';
 fn needs_escape(task_key: &str) -> bool {
     task_key == "_id"
         || task_key == HASH_FIELD
+        || task_key == BUCKET_FIELD
         || task_key.starts_with('$')
         || task_key.starts_with(ESCAPE)
 }
@@ -38,7 +58,7 @@ pub fn field_name(key: &str) -> String {
     }
 }
 
-/// The document storing `task`: `_id`, the task's fields and `hash`.
+/// The document storing `task`: `_id`, the task's fields, `hash` and `bucket`.
 ///
 /// Fails only for what BSON cannot hold (a field name containing a NUL character).
 pub fn to_document(task: &Task) -> Result<Document, String> {
@@ -56,13 +76,16 @@ pub fn to_document(task: &Task) -> Result<Document, String> {
         doc.insert(field_name(k), json_to_bson(k, v)?);
     }
     doc.insert(HASH_FIELD, task.hash().as_str());
+    doc.insert(BUCKET_FIELD, bucket_of(task.id()));
     Ok(doc)
 }
 
 /// The task a document stores. Errors say what is wrong with the document.
 pub fn from_document(doc: Document) -> Result<Task, String> {
     let id = match doc.get("_id") {
-        Some(Bson::String(s)) if TaskId::is_valid(s) => s.clone(),
+        Some(Bson::String(s)) if TaskId::is_valid(s) => {
+            TaskId::new(s.as_str()).expect("validated just above")
+        }
         Some(other) => {
             return Err(format!(
                 "_id {other} is not a task id (1 to 64 of A-Z a-z 0-9 _ -)"
@@ -72,7 +95,7 @@ pub fn from_document(doc: Document) -> Result<Task, String> {
     };
     let mut map = Map::new();
     for (k, v) in doc {
-        if k == "_id" || k == HASH_FIELD {
+        if k == "_id" || k == HASH_FIELD || (k == BUCKET_FIELD && is_bucket_of(&id, &v)) {
             continue;
         }
         let key = k.strip_prefix(ESCAPE).unwrap_or(&k).to_owned();
@@ -85,7 +108,7 @@ pub fn from_document(doc: Document) -> Result<Task, String> {
         }
         map.insert(key, value);
     }
-    map.insert("id".into(), Value::String(id));
+    map.insert("id".into(), Value::String(id.as_str().to_owned()));
     Task::from_value(Value::Object(map)).map_err(|e| e.to_string())
 }
 
@@ -222,15 +245,30 @@ mod tests {
     fn clashing_field_names_are_escaped_and_restored() {
         let t = task(
             json!({"id": "esc1", "hash": "mine", "_id": 5, "$set": {"a": 1},
-            "~x": 1, "~~y": 2, "plain": 3}),
+            "~x": 1, "~~y": 2, "plain": 3, "bucket": "b"}),
         );
         let doc = to_document(&t).unwrap();
         let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
-        for k in ["~hash", "~_id", "~$set", "~~x", "~~~y", "plain"] {
+        for k in ["~hash", "~_id", "~$set", "~~x", "~~~y", "plain", "~bucket", "bucket"] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         assert_eq!(doc.get_str("_id").unwrap(), "esc1");
         assert_eq!(from_document(doc).unwrap(), t);
+    }
+
+    #[test]
+    fn the_bucket_field_is_the_ids_and_an_older_versions_bucket_field_is_the_tasks() {
+        let t = task(json!({"id": "ca1", "description": "x"}));
+        let doc = to_document(&t).unwrap();
+        let id = TaskId::new("ca1").unwrap();
+        let want = Bucket::of(&id, Depth::MAX);
+        assert_eq!(doc.get_str(BUCKET_FIELD).unwrap(), want.as_str());
+        assert_eq!(from_document(doc.clone()).unwrap(), t);
+        // Written by a version that stored a task field `bucket` unescaped.
+        let mut old = doc;
+        old.insert(BUCKET_FIELD, "mine");
+        let read = from_document(old).unwrap();
+        assert_eq!(read.get_str("bucket"), Some("mine"));
     }
 
     #[test]

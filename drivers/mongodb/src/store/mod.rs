@@ -1,21 +1,25 @@
 //! [`MongoStore`]: the [`Store`] of one MongoDB collection. The store and its connection are
 //! here, with the [`Store`] impl that ties the parts together: the root-document bookkeeping
-//! that keeps a no-op sync to one round trip (`root`), listing and reading (`read`), the
+//! that keeps a no-op sync to one round trip (`root`), the `bucket` field and the bucket
+//! hashes that keep a small change to a few buckets' entries (`buckets`), listing and reading
+//! (`read`), the
 //! conditional writes (`write`) and a document's compare-and-swap version (`version`). The
 //! document layout is in `document`, the change stream in `watch`.
 
+mod buckets;
 mod read;
 mod root;
 mod version;
 mod write;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hypertask_core::{
-    async_trait, Access, Capabilities, ContentHash, DriverError, DriverInfo, ErrorKind, Gets,
-    Health, Puts, Store, StoreInventory, TaskId, Watch, Write,
+    async_trait, Access, Bucket, Capabilities, ContentHash, DriverError, DriverInfo, ErrorKind,
+    Gets, Health, PutOutcome, Puts, Store, StoreInventory, Summary, TaskId, Watch, Write,
 };
 use mongodb::bson::{doc, Document};
 use mongodb::options::ClientOptions;
@@ -43,6 +47,11 @@ pub struct MongoStore {
     listed: AtomicUsize,
     /// Whether this sync may write (a dry run leaves even the root document alone).
     writable: AtomicBool,
+    /// Whether every document was last seen carrying its `bucket` (valid bucket hashes, or a
+    /// listing that found or backfilled them all): a bucket's entries are then a range query.
+    bucketed: AtomicBool,
+    /// Set once the index on `bucket` is known to exist.
+    indexed: OnceCell<()>,
     /// How long one operation may take (the driver table's `timeout`): bounds opening the
     /// change stream, which core's per-operation guard leaves unbounded.
     timeout: Duration,
@@ -82,6 +91,8 @@ impl MongoStore {
             client: OnceCell::new(),
             listed: AtomicUsize::new(0),
             writable: AtomicBool::new(true),
+            bucketed: AtomicBool::new(false),
+            indexed: OnceCell::new(),
             timeout: hypertask_core::DEFAULT_TIMEOUT,
             watch: tokio::sync::Mutex::new(WatchState::Closed),
         })
@@ -92,6 +103,17 @@ impl MongoStore {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The same store on `client`, a client its caller built (to share its connection pool,
+    /// or to observe its commands with the driver's command monitoring), instead of one built
+    /// from the configuration's `uri` on first use. The database and collection still come
+    /// from the configuration.
+    pub fn with_client(self, client: Client) -> Self {
+        MongoStore {
+            client: OnceCell::new_with(Some(client)),
+            ..self
+        }
     }
 
     /// The configuration.
@@ -259,7 +281,7 @@ impl Store for MongoStore {
                 cheap_root: true,
                 atomic_writes: true,
                 remote: true,
-                buckets: false,
+                buckets: true,
             },
         }
     }
@@ -271,13 +293,22 @@ impl Store for MongoStore {
     }
 
     /// The root document's `root`, kept by every writer of this driver: one round trip.
-    /// The root document's `root`, kept by every writer of this driver: one round trip.
     async fn root(&self) -> Result<Option<ContentHash>, DriverError> {
         self.stored_root().await
     }
 
     async fn list(&self) -> Result<StoreInventory, DriverError> {
         self.list_all().await
+    }
+
+    /// The root document's `root` and, while valid, its bucket hashes: one round trip.
+    async fn summary(&self) -> Result<Summary, DriverError> {
+        self.stored_summary().await
+    }
+
+    /// One indexed query when every document carries its `bucket`, else a listing filtered.
+    async fn list_in(&self, buckets: &BTreeSet<Bucket>) -> Result<StoreInventory, DriverError> {
+        self.list_buckets(buckets).await
     }
 
     async fn get(&self, ids: &[TaskId]) -> Result<Gets, DriverError> {
@@ -289,10 +320,26 @@ impl Store for MongoStore {
         if writes.is_empty() {
             return Ok(Puts::new());
         }
-        self.forget_root().await?;
+        let bumped = self.bump_before_writes().await?;
+        let ids: Vec<TaskId> = writes.iter().map(|w| w.task.id().clone()).collect();
+        let new: BTreeSet<TaskId> = writes
+            .iter()
+            .filter(|w| w.expected.is_none())
+            .map(|w| w.task.id().clone())
+            .collect();
         let puts = self.put_all(&coll, writes).await;
-        // Whatever happened, a listing that overlapped these writes must not store its root.
-        self.forget_root().await?;
+        // Whatever happened, a listing that overlapped these writes must not store what it
+        // saw: the generation moves on, with the bucket hashes kept current or left behind.
+        match &puts {
+            Ok(answers) => {
+                let inserted = answers
+                    .iter()
+                    .filter(|(id, a)| new.contains(*id) && matches!(a, Ok(PutOutcome::Written(_))))
+                    .count();
+                self.after_writes(&bumped, &ids, inserted).await?;
+            }
+            Err(_) => self.forget_root().await?,
+        }
         puts
     }
 

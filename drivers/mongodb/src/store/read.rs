@@ -1,37 +1,127 @@
-//! Listing and reading tasks: `{_id, hash}` for a listing (documents without a hash are read
-//! whole), `$in` lists for a few ids and one unfiltered `find` for most of the collection.
+//! Listing and reading tasks: `{_id, hash, bucket}` for a listing (documents without a hash are
+//! read whole), range queries on `bucket` for some buckets' entries, `$in` lists for a few ids
+//! and one unfiltered `find` for most of the collection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use futures::TryStreamExt;
 use hypertask_core::{
-    root_hash, ContentHash, DriverError, Entry, Gets, Problem, Store, StoreInventory, Stored,
-    TaskId, Version,
+    bucket_hashes, in_any, root_hash, Bucket, Buckets, ContentHash, Depth, DriverError, Entry,
+    Gets, Hashes, Problem, Store, StoreInventory, Stored, TaskId, Version,
 };
 use mongodb::bson::{doc, Bson, Document};
 
 use super::version::version_of;
 use super::MongoStore;
-use crate::document::{from_document, HASH_FIELD};
+use crate::document::{from_document, is_bucket_of, BUCKET_FIELD, HASH_FIELD};
 use crate::error::convert;
 
 /// Most ids fetched with one `$in` query.
 const MAX_IN: usize = 1000;
 
+/// What one listing query found, before documents without a hash are read whole.
+#[derive(Default)]
+pub(super) struct Scan {
+    pub(super) inventory: StoreInventory,
+    /// Documents without a hash (written by another client): read whole and hashed.
+    pub(super) unhashed: Vec<TaskId>,
+    /// Documents without a `bucket` field (written by an older version or another client).
+    pub(super) unbucketed: Vec<TaskId>,
+    /// Documents whose `bucket` is another value (a task field an older version stored
+    /// unescaped): until rewritten, they keep the collection from being answered by bucket.
+    pub(super) misbucketed: usize,
+}
+
+impl Scan {
+    /// Whether every document is a task with its hash: what a stored root needs.
+    pub(super) fn clean(&self) -> bool {
+        self.inventory.problems.is_empty() && self.unhashed.is_empty()
+    }
+}
+
 impl MongoStore {
-    /// Every task's hash and version; stores the root when the listing was clean.
+    /// Every task's hash and version; stores the root (and the bucket hashes) when the listing
+    /// was clean. Documents without their `bucket` get it first, when this sync may write.
     pub(super) async fn list_all(&self) -> Result<StoreInventory, DriverError> {
         let seen = self.root_generation().await?;
+        let scan = self.scan(doc! {}, None).await?;
+        let clean = scan.clean();
+        let backfilled = self.backfill(&scan.unbucketed).await;
+        let bucketed = backfilled && scan.misbucketed == 0;
+        let inventory = self.settle(scan).await?;
+        let count = inventory.entries.len();
+        self.listed.store(count, Ordering::Relaxed);
+        self.bucketed.store(bucketed, Ordering::Relaxed);
+        if clean {
+            let hashes: Hashes = inventory
+                .entries
+                .iter()
+                .map(|(id, e)| (id.clone(), e.hash.clone()))
+                .collect();
+            let root = root_hash(&hashes);
+            // Bucket hashes are kept only with the index that answers their buckets.
+            let buckets = if bucketed && self.ensure_index().await {
+                let depth = Depth::for_tasks(count);
+                Some(Buckets {
+                    depth,
+                    hashes: bucket_hashes(&hashes, depth),
+                })
+            } else {
+                None
+            };
+            self.store_summary(seen, &root, buckets.as_ref().map(|b| (b, count)))
+                .await;
+        }
+        Ok(inventory)
+    }
+
+    /// The entries of `buckets` (any depths): one query on the `bucket` index when every
+    /// document carries its bucket, else the whole listing filtered.
+    pub(super) async fn list_buckets(
+        &self,
+        buckets: &BTreeSet<Bucket>,
+    ) -> Result<StoreInventory, DriverError> {
+        if buckets.is_empty() {
+            return Ok(StoreInventory::default());
+        }
+        if !self.bucketed.load(Ordering::Relaxed) {
+            return Ok(self.list_all().await?.restricted(buckets));
+        }
+        let scan = self.scan_buckets(buckets).await?;
+        self.settle(scan).await
+    }
+
+    /// One query for the documents of `buckets`: a range on `bucket` per bucket (`ab` is
+    /// `["ab", "ac")`), and the documents without a `bucket` (another client's), kept when in
+    /// one of them.
+    pub(super) async fn scan_buckets(
+        &self,
+        buckets: &BTreeSet<Bucket>,
+    ) -> Result<Scan, DriverError> {
+        let mut ranges: Vec<Document> = buckets
+            .iter()
+            .map(|b| doc! { BUCKET_FIELD: { "$gte": b.as_str(), "$lt": after(b) } })
+            .collect();
+        ranges.push(doc! { BUCKET_FIELD: { "$exists": false } });
+        self.scan(doc! { "$or": ranges }, Some(buckets)).await
+    }
+
+    /// The `{_id, hash, bucket}` of the documents `filter` finds (of those in `within`, when
+    /// given; problems that name no id are always kept).
+    async fn scan(
+        &self,
+        filter: Document,
+        within: Option<&BTreeSet<Bucket>>,
+    ) -> Result<Scan, DriverError> {
         let coll = self.collection().await?;
         let what = self.doing("listing task hashes");
         let mut cursor = coll
-            .find(doc! {})
-            .projection(doc! { "_id": 1, HASH_FIELD: 1 })
+            .find(filter)
+            .projection(doc! { "_id": 1, HASH_FIELD: 1, BUCKET_FIELD: 1 })
             .await
             .map_err(|e| convert(&self.name, &what, e))?;
-        let mut inventory = StoreInventory::default();
-        let mut unhashed = Vec::new();
+        let mut scan = Scan::default();
         while let Some(doc) = cursor
             .try_next()
             .await
@@ -43,7 +133,7 @@ impl MongoStore {
                 }
                 other => {
                     let shown = other.map_or_else(|| "none".to_owned(), Bson::to_string);
-                    inventory.problems.push(Problem {
+                    scan.inventory.problems.push(Problem {
                         id: None,
                         error: self.invalid(
                             &shown,
@@ -53,17 +143,30 @@ impl MongoStore {
                     continue;
                 }
             };
+            if within.is_some_and(|b| !in_any(b, &id)) {
+                continue;
+            }
+            match doc.get(BUCKET_FIELD) {
+                None => scan.unbucketed.push(id.clone()),
+                Some(b) if !is_bucket_of(&id, b) => scan.misbucketed += 1,
+                Some(_) => {}
+            }
             match doc.get_str(HASH_FIELD).ok().and_then(ContentHash::parse) {
                 Some(hash) => {
                     let version = Version::of_hash(&hash);
-                    inventory.entries.insert(id, Entry { hash, version });
+                    scan.inventory.entries.insert(id, Entry { hash, version });
                 }
                 // Written by another client without a hash: read it whole and hash it.
-                None => unhashed.push(id),
+                None => scan.unhashed.push(id),
             }
         }
-        let clean = inventory.problems.is_empty() && unhashed.is_empty();
-        for chunk in unhashed.chunks(MAX_IN) {
+        Ok(scan)
+    }
+
+    /// The scan's inventory, with its documents without a hash read whole and hashed.
+    async fn settle(&self, scan: Scan) -> Result<StoreInventory, DriverError> {
+        let mut inventory = scan.inventory;
+        for chunk in scan.unhashed.chunks(MAX_IN) {
             for (id, got) in self.get(chunk).await? {
                 match got {
                     Ok(Some(stored)) => {
@@ -78,16 +181,6 @@ impl MongoStore {
                     }),
                 }
             }
-        }
-        self.listed
-            .store(inventory.entries.len(), Ordering::Relaxed);
-        if clean {
-            let hashes = inventory
-                .entries
-                .iter()
-                .map(|(id, e)| (id.clone(), e.hash.clone()))
-                .collect();
-            self.store_root(seen, &root_hash(&hashes)).await;
         }
         Ok(inventory)
     }
@@ -143,5 +236,33 @@ impl MongoStore {
                 (id.clone(), state)
             })
             .collect())
+    }
+}
+
+/// The first value after every bucket id starting with `bucket`: its last digit moved one
+/// character up (`ab` → `ac`, `a9` → `a:`, `af` → `ag`), which sorts after all of them.
+fn after(bucket: &Bucket) -> String {
+    let mut bytes = bucket.as_str().as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(bytes).expect("hex digits moved up stay ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_range_holds_exactly_its_bucket_ids() {
+        let ids = ["0000", "09ff", "0a00", "a900", "a9ff", "aa00", "af12", "afff", "b000", "ffff"];
+        for prefix in ["0", "09", "a9", "af", "f", "ffff", "a9ff"] {
+            let bucket = Bucket::parse(prefix).unwrap();
+            let upper = after(&bucket);
+            for id in ids {
+                let inside = id >= prefix && id < upper.as_str();
+                assert_eq!(inside, id.starts_with(prefix), "{id} in [{prefix}, {upper})");
+            }
+        }
     }
 }
