@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::bucket::{in_any, Bucket};
 use crate::driver::{
-    Access, Answers, Batch, BucketListing, Buckets, Driver, DriverInfo, Health, Inventory,
-    Listing, Problem, Watch,
+    Access, Answers, Batch, BucketListing, Buckets, Driver, DriverInfo, Health, Inventory, Listing,
+    Problem, Watch,
 };
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_hash, ContentHash};

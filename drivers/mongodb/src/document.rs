@@ -249,7 +249,9 @@ mod tests {
         );
         let doc = to_document(&t).unwrap();
         let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
-        for k in ["~hash", "~_id", "~$set", "~~x", "~~~y", "plain", "~bucket", "bucket"] {
+        for k in [
+            "~hash", "~_id", "~$set", "~~x", "~~~y", "plain", "~bucket", "bucket",
+        ] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         assert_eq!(doc.get_str("_id").unwrap(), "esc1");

@@ -15,7 +15,12 @@
 //! `find`. The collection's root hash is kept in a side document (`_id: "root"` in
 //! `<collection>.hypertask-meta`): every batch of writes drops it before and after writing, and
 //! a clean listing stores it again, so a sync of an unchanged collection reads one document.
-//! It is only stored while every document carries the `hash` this driver writes; another
+//! Each document also carries its id's bucket (`bucket`, indexed) and the root document keeps
+//! the collection's bucket hashes, which every batch of writes keeps current, so the driver
+//! declares `buckets`: a sync after a few edits reads the root document and the differing
+//! buckets' entries only (see the `root` module of the store for how concurrent writers, and
+//! writers that keep no bucket hashes, never leave wrong ones answered).
+//! The root is only stored while every document carries the `hash` this driver writes; another
 //! application that edits task documents in place must drop their `hash` field (as it must for
 //! compare-and-swap anyway), or the root document. Every write is a compare-and-swap on
 //! `{_id, hash}` (or an insert that fails on a duplicate `_id`), so any number of clients and

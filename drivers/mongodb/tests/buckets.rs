@@ -83,9 +83,12 @@ async fn monitored(coll: &str, seen: &Arc<Mutex<Seen>>) -> Arc<StoreDriver<Mongo
         }
     }));
     let client = Client::with_options(options).expect("client");
-    let store = MongoStore::new("db", MongoConfig::new(common::uri(), common::DATABASE, coll))
-        .expect("valid config")
-        .with_client(client);
+    let store = MongoStore::new(
+        "db",
+        MongoConfig::new(common::uri(), common::DATABASE, coll),
+    )
+    .expect("valid config")
+    .with_client(client);
     Arc::new(StoreDriver::new(store))
 }
 
@@ -120,7 +123,11 @@ async fn listing(coll: &str) -> Hashes {
 /// The bucket hashes the root document answers, checked against the listing when there are
 /// some; `None` when it keeps none.
 async fn kept_buckets_agree(coll: &str) -> Option<Depth> {
-    let kept = common::store("probe", coll).summary().await.unwrap().buckets?;
+    let kept = common::store("probe", coll)
+        .summary()
+        .await
+        .unwrap()
+        .buckets?;
     assert_eq!(
         kept.hashes,
         bucket_hashes(&listing(coll).await, kept.depth),
@@ -138,8 +145,14 @@ async fn ten_edits_among_five_thousand_tasks_read_only_their_buckets() {
     let b = Replica::open(dir.path().join("b")).unwrap();
     let tasks: Vec<Task> = (0..N).map(task).collect();
     put(&a, &tasks);
-    assert_eq!(sync(&a, common::driver("db", &coll)).await.drivers[0].pushed, N);
-    assert_eq!(sync(&b, common::driver("db", &coll)).await.drivers[0].pulled, N);
+    assert_eq!(
+        sync(&a, common::driver("db", &coll)).await.drivers[0].pushed,
+        N
+    );
+    assert_eq!(
+        sync(&b, common::driver("db", &coll)).await.drivers[0].pulled,
+        N
+    );
     let depth = Depth::new(2).unwrap();
     assert_eq!(kept_buckets_agree(&coll).await, Some(depth));
 

@@ -26,9 +26,7 @@ impl MongoStore {
         self.indexed
             .get_or_try_init(|| async {
                 let coll = self.collection().await.map_err(|_| ())?;
-                let index = IndexModel::builder()
-                    .keys(doc! { BUCKET_FIELD: 1 })
-                    .build();
+                let index = IndexModel::builder().keys(doc! { BUCKET_FIELD: 1 }).build();
                 coll.create_index(index).await.map(|_| ()).map_err(|_| ())
             })
             .await
@@ -59,11 +57,7 @@ impl MongoStore {
             })
             .collect();
         let results: Vec<bool> = futures::stream::iter(updates)
-            .map(|(filter, update)| async move {
-                coll.update_one(filter, update)
-                .await
-                .is_ok()
-            })
+            .map(|(filter, update)| async move { coll.update_one(filter, update).await.is_ok() })
             .buffer_unordered(BACKFILL_CONCURRENCY)
             .collect()
             .await;

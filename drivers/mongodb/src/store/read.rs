@@ -255,13 +255,19 @@ mod tests {
 
     #[test]
     fn a_bucket_range_holds_exactly_its_bucket_ids() {
-        let ids = ["0000", "09ff", "0a00", "a900", "a9ff", "aa00", "af12", "afff", "b000", "ffff"];
+        let ids = [
+            "0000", "09ff", "0a00", "a900", "a9ff", "aa00", "af12", "afff", "b000", "ffff",
+        ];
         for prefix in ["0", "09", "a9", "af", "f", "ffff", "a9ff"] {
             let bucket = Bucket::parse(prefix).unwrap();
             let upper = after(&bucket);
             for id in ids {
                 let inside = id >= prefix && id < upper.as_str();
-                assert_eq!(inside, id.starts_with(prefix), "{id} in [{prefix}, {upper})");
+                assert_eq!(
+                    inside,
+                    id.starts_with(prefix),
+                    "{id} in [{prefix}, {upper})"
+                );
             }
         }
     }
