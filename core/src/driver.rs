@@ -137,6 +137,21 @@ pub enum BucketListing {
     Full(Inventory),
 }
 
+/// A listing as [`Driver::buckets`] answers it by default: its bucket hashes at the depth
+/// [`Depth::for_tasks`] chooses for its size.
+pub(crate) fn grouped(listing: Listing) -> BucketListing {
+    match listing {
+        Listing::Unchanged => BucketListing::Unchanged,
+        Listing::Changed(inventory) => {
+            let depth = Depth::for_tasks(inventory.hashes.len());
+            BucketListing::Changed(Buckets {
+                depth,
+                hashes: bucket_hashes(&inventory.hashes, depth),
+            })
+        }
+    }
+}
+
 /// The answer to [`Driver::wait_for_change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watch {
@@ -210,16 +225,7 @@ pub trait Driver: Send + Sync + Debug {
         &self,
         known_root: Option<&ContentHash>,
     ) -> Result<BucketListing, DriverError> {
-        Ok(match self.hashes(known_root).await? {
-            Listing::Unchanged => BucketListing::Unchanged,
-            Listing::Changed(inventory) => {
-                let depth = Depth::for_tasks(inventory.hashes.len());
-                BucketListing::Changed(Buckets {
-                    depth,
-                    hashes: bucket_hashes(&inventory.hashes, depth),
-                })
-            }
-        })
+        Ok(grouped(self.hashes(known_root).await?))
     }
 
     /// The upstream's inventory restricted to the ids in `buckets`.

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::bucket::{in_any, Bucket};
 use crate::driver::{
-    Access, Answers, Batch, BucketListing, Buckets, Driver, DriverInfo, Health, Inventory, Listing,
-    Problem, Watch,
+    grouped, Access, Answers, Batch, BucketListing, Buckets, Driver, DriverInfo, Health, Inventory,
+    Listing, Problem, Watch,
 };
 use crate::error::{DriverError, ErrorKind};
 use crate::hash::{root_hash, ContentHash};
@@ -388,13 +388,18 @@ impl<S: Store> Driver for StoreDriver<S> {
         self.listing(known_root).await
     }
 
-    /// The store's summary: `Unchanged` for a kept root equal to `known_root`, else the kept
-    /// bucket hashes; a store that keeps neither is listed and answers its whole inventory
-    /// ([`BucketListing::Full`]), so finding that out costs no second listing.
+    /// For a store that declares [`crate::Capabilities::buckets`], its summary: `Unchanged`
+    /// for a kept root equal to `known_root`, else the kept bucket hashes; when it keeps
+    /// neither it is listed and answers its whole inventory ([`BucketListing::Full`]), so
+    /// finding that out costs no second listing. Any other store answers as
+    /// [`Driver::buckets`] does by default.
     async fn buckets(
         &self,
         known_root: Option<&ContentHash>,
     ) -> Result<BucketListing, DriverError> {
+        if !self.store.info().capabilities.buckets {
+            return Ok(grouped(self.hashes(known_root).await?));
+        }
         let summary = self.store.summary().await?;
         if known_root.is_some() && summary.root.as_ref() == known_root {
             return Ok(BucketListing::Unchanged);
