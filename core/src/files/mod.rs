@@ -1,7 +1,7 @@
 //! A directory of task files, `<dir>/<id>.json`: the local cache's format and the fs driver's.
 //! [`TaskDir`] is one directory's handle; each of its jobs has a module:
 //!
-//! - `scan`: the stat index (size, mtime, inode → hash) and the listing that consults it, so
+//! - `scan`: the stat index (size, mtime, ctime, inode → hash) and the listing that consults it, so
 //!   an unchanged file is never read again; the head record lets a listing be skipped.
 //! - `read`: reading and validating one task file.
 //! - `write`: the atomic batch writer, which keeps the index and the head up to date.
@@ -70,7 +70,7 @@ pub struct Scan {
     pub others: Vec<String>,
 }
 
-/// A directory of `<id>.json` task files with an index of (size, mtime, inode) → hash, so a
+/// A directory of `<id>.json` task files with an index of (size, mtime, ctime, inode) → hash, so a
 /// scan of unchanged files reads nothing but their metadata.
 #[derive(Debug, Clone)]
 pub struct TaskDir {

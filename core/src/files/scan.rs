@@ -1,5 +1,5 @@
-//! Listing a task directory through its stat index: a file whose size, mtime and inode are
-//! those the index recorded is not read again, and while the head record says only hypertask
+//! Listing a task directory through its stat index: a file whose size, mtime, ctime and inode
+//! are those the index recorded is not read again, and while the head record says only hypertask
 //! changed the directory, the index answers without listing at all.
 
 use std::collections::BTreeMap;
@@ -19,6 +19,11 @@ use crate::task::TaskId;
 pub(super) struct Stamp {
     len: u64,
     mtime_ns: i128,
+    /// The change time: an edit in place that restores the mtime (`touch -r`, a sync tool
+    /// copying times) still moves it. Indexes written before it was kept read as 0, so their
+    /// files are read once more.
+    #[serde(default)]
+    ctime_ns: i128,
     ino: u64,
 }
 
@@ -214,12 +219,19 @@ pub(super) fn stamp_of(meta: &fs::Metadata) -> Stamp {
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(-1);
     #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(meta);
+    let (ctime_ns, ino) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (
+            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            meta.ino(),
+        )
+    };
     #[cfg(not(unix))]
-    let ino = 0;
+    let (ctime_ns, ino) = (mtime_ns, 0);
     Stamp {
         len: meta.len(),
         mtime_ns,
+        ctime_ns,
         ino,
     }
 }
@@ -269,5 +281,35 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    #[test]
+    fn an_edit_in_place_that_restores_the_mtime_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TaskDir::new(
+            tmp.path().join("tasks"),
+            Some(tmp.path().join("index.json")),
+            Durability::None,
+        );
+        dir.create().unwrap();
+        let before =
+            Task::from_value(serde_json::json!({"id": "a", "description": "one"})).unwrap();
+        dir.write_batch(std::slice::from_ref(&before)).unwrap();
+        assert_eq!(dir.rescan().unwrap().hashes[before.id()], before.hash());
+
+        // Same size, same inode, and the mtime put back: only the ctime tells.
+        let after = Task::from_value(serde_json::json!({"id": "a", "description": "two"})).unwrap();
+        let path = dir.path_of(before.id());
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        let bytes = after.to_pretty_json();
+        assert_eq!(bytes.len(), before.to_pretty_json().len());
+        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut &f, &bytes).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+        drop(f);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+
+        assert_eq!(dir.rescan().unwrap().hashes[before.id()], after.hash());
     }
 }

@@ -37,7 +37,6 @@ impl TaskDir {
         // changes its stamp): only then does the write carry it on.
         let head = self.trusted_head();
         let mut temps = Vec::with_capacity(tasks.len());
-        let mut stamps = Vec::with_capacity(tasks.len());
         let result = (|| -> io::Result<()> {
             for task in tasks {
                 let (tmp, mut f) = create_exclusive(dir, &format!(".{}.json.tmp-", task.id()))?;
@@ -46,8 +45,6 @@ impl TaskDir {
                 if durability == Durability::PerFile {
                     f.sync_all()?;
                 }
-                // A rename keeps size, mtime and inode: the stamp the next scan will see.
-                stamps.push(f.metadata().ok().map(|m| stamp_of(&m)));
             }
             if durability == Durability::Batch {
                 sync_filesystem(dir, temps.iter().map(|(t, _)| t.as_path()))?;
@@ -66,6 +63,11 @@ impl TaskDir {
             }
         }
         result?;
+        // Stamped after the rename, which moves the ctime: the stamp the next scan will see.
+        let stamps: Vec<Option<Stamp>> = temps
+            .iter()
+            .map(|(_, dest)| fs::symlink_metadata(dest).ok().map(|m| stamp_of(&m)))
+            .collect();
         self.record(tasks, &stamps, head);
         Ok(())
     }

@@ -64,6 +64,9 @@ impl Session<'_> {
             return Ok(());
         };
         self.check_local(location)?;
+        if self.local_remote_unchanged(location) {
+            return Ok(());
+        }
         let url = location.url();
         let found = self
             .cli(&url)
@@ -73,6 +76,29 @@ impl Session<'_> {
             tracing::debug!(driver = %self.name(), "the remote has no branch '{}' yet", self.clone.settings.branch);
         }
         Ok(())
+    }
+
+    /// Whether a remote on this machine still has the branch where the last fetch or push left
+    /// it, read straight from its refs: then a fetch would bring nothing, and the `git` and
+    /// `upload-pack` processes it costs (most of a sync with nothing to do) are saved. Anything
+    /// unexpected (a remote libgit2 cannot open, a symbolic branch) answers `false`, and `git`
+    /// fetches as usual.
+    fn local_remote_unchanged(&self, location: &RemoteLocation) -> bool {
+        let RemoteLocation::Local(path) = location else {
+            return false;
+        };
+        let Ok(remote) = Repository::open_bare(path) else {
+            return false;
+        };
+        let theirs = match remote.find_reference(&self.branch_ref()) {
+            Ok(r) => match r.target() {
+                Some(id) => Some(id),
+                None => return false,
+            },
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(_) => return false,
+        };
+        theirs == self.tracking()
     }
 
     /// A local remote must exist (or be created, with `create_remote`): a missing one is
