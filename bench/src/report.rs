@@ -42,22 +42,41 @@ pub fn label(key: &str) -> String {
     if !fixed.is_empty() {
         return fixed.to_owned();
     }
+    if let Some(scenario) = key.strip_prefix("tc/") {
+        return format!("TaskChampion: {}", scenario_label(scenario));
+    }
     if let Some(rest) = key.strip_prefix("ht/") {
         let (driver, scenario) = rest.split_once('/').unwrap_or((rest, ""));
-        let what = match scenario {
-            "initial" => "initial push",
-            "pull" => "new replica pulls all",
-            "noop" => "no-op sync",
-            "incr" => "sync after 1% changed",
-            s => s,
-        };
-        return format!("hypertask {driver}: {what}");
+        return format!("hypertask {driver}: {}", scenario_label(scenario));
     }
     key.to_owned()
 }
 
+fn scenario_label(scenario: &str) -> &str {
+    match scenario {
+        "initial" => "initial push",
+        "pull" => "new replica pulls all",
+        "noop" => "no-op sync",
+        "incr" => "sync after 1% changed",
+        s => s,
+    }
+}
+
+/// The TaskChampion row doing the same work as a hypertask row (the fs durability variants are
+/// initial pushes too).
+pub fn peer_of(key: &str) -> Option<&'static str> {
+    let scenario = key.strip_prefix("ht/")?.split_once('/')?.1;
+    let base = scenario.split_once('-').map_or(scenario, |(b, _)| b);
+    crate::tc::KEYS
+        .into_iter()
+        .find(|k| k.strip_prefix("tc/") == Some(base))
+}
+
 /// The floor each hypertask row is compared with.
 pub fn floor_of(key: &str) -> Option<&'static str> {
+    if !key.starts_with("ht/") {
+        return None;
+    }
     Some(match key {
         "ht/fs/initial" | "ht/fs/initial-per-file" | "ht/fs/initial-none" => "floor/write/batch",
         "ht/fs/noop" => "floor/rsync-noop",
@@ -334,6 +353,17 @@ fn verdict(rec: &Recorder, row: &IssueRow, n: usize) -> (String, String) {
     }
 }
 
+/// The TaskChampion figure for the same work as `key` and N, and `key`'s ratio to it.
+fn peer_cells(rec: &Recorder, key: &str, n: usize) -> (String, String) {
+    let Some(peer) = peer_of(key) else {
+        return ("–".into(), "–".into());
+    };
+    let r = ratio(rec, key, peer, n)
+        .map(fmt_ratio)
+        .unwrap_or_else(|| "–".into());
+    (cell(rec, peer, n), r)
+}
+
 fn target_text(t: Target) -> String {
     match t {
         Target::Abs(s) => format!("≤ {} at 10k", fmt_secs(s)),
@@ -364,15 +394,22 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
     if !env.tools.is_empty() {
         let _ = writeln!(o, "- floor tools: {}", env.tools.join("; "));
     }
+    if rec.rows.iter().any(|r| r.key.starts_with("tc/")) {
+        let _ = writeln!(
+            o,
+            "- peer: TaskChampion (the `taskchampion` crate, {}), its local server and on-disk SQLite replicas, each sync a `hypertask-bench tc-sync` process",
+            crate::tc::VERSION
+        );
+    }
     let _ = writeln!(o);
 
     let _ = writeln!(o, "#### The issue's table");
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "| work | N | hypertask | floor | ratio | target | met | scaling |"
+        "| work | N | hypertask | floor | ratio | target | met | TaskChampion | ratio to TC | scaling |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for row in ISSUE {
         for &n in sizes {
             let mut floor = format!("{}: {}", label(row.floor), cell(rec, row.floor, n));
@@ -383,9 +420,10 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
                 .map(fmt_ratio)
                 .unwrap_or_else(|| "–".into());
             let (t, met) = verdict(rec, row, n);
+            let (tc, tc_ratio) = peer_cells(rec, row.key, n);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.work,
                 fmt_n(n),
                 cell(rec, row.key, n),
@@ -393,6 +431,8 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
                 r,
                 t,
                 met,
+                tc,
+                tc_ratio,
                 if n == sizes[0] {
                     growth(rec, row.key, sizes)
                 } else {
@@ -405,20 +445,28 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
 
     let _ = writeln!(o, "#### Every hypertask row against its floor");
     let _ = writeln!(o);
-    let _ = writeln!(o, "| row | N | hypertask | floor | floor time | ratio |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| row | N | hypertask | floor | floor time | ratio | TaskChampion | ratio to TC |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     let mut keys: Vec<String> = vec!["ht/startup".into()];
     for k in kinds {
         for s in ["initial", "pull", "noop", "incr"] {
             keys.push(format!("ht/{k}/{s}"));
         }
     }
+    keys.extend(crate::tc::KEYS.map(str::to_owned));
     for key in &keys {
         for &n in sizes {
+            if rec.outcome(key, n).is_none() {
+                continue;
+            }
             let floor = floor_of(key);
+            let (tc, tc_ratio) = peer_cells(rec, key, n);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {tc} | {tc_ratio} |",
                 label(key),
                 fmt_n(n),
                 cell(rec, key, n),
@@ -541,6 +589,30 @@ mod tests {
         for row in ISSUE {
             assert!(md.contains(row.work), "{}", row.work);
         }
+    }
+
+    #[test]
+    fn every_hypertask_row_is_compared_with_taskchampion_doing_the_same_work() {
+        assert_eq!(peer_of("ht/http/initial"), Some("tc/initial"));
+        assert_eq!(peer_of("ht/fs/initial-per-file"), Some("tc/initial"));
+        assert_eq!(peer_of("ht/mongodb/incr"), Some("tc/incr"));
+        assert_eq!(peer_of("ht/startup"), None);
+        assert_eq!(peer_of("tc/noop"), None);
+        assert_eq!(
+            floor_of("tc/pull"),
+            None,
+            "the peer has no floor of its own"
+        );
+        let mut r = rec();
+        r.record("tc/initial", 1000, Outcome::Samples(vec![0.4]));
+        let env = Environment::probe(Path::new("/"), 1, &[1000]);
+        let md = markdown(&r, &env, &[1000], &[Kind::Fs]);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("| hypertask fs: initial push | 1k |"))
+            .unwrap();
+        assert!(line.ends_with("| 0.400 s | 0.50× |"), "{line}");
+        assert!(md.contains("| TaskChampion: initial push | 1k |"));
     }
 
     #[test]
