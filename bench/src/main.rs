@@ -71,6 +71,9 @@ struct Args {
     /// Runs per row; the median, min and max are reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Runs per row at 100,000 tasks and more, where one run of every row takes minutes.
+    #[arg(long, default_value_t = 1)]
+    runs_100k: usize,
     /// The MongoDB test server; its rows are skipped without one.
     #[arg(long, env = "HYPERTASK_BENCH_MONGODB_URI")]
     mongodb_uri: Option<String>,
@@ -245,6 +248,7 @@ fn main() -> Result<()> {
     };
 
     let mut env = report::Environment::probe(scratch.path(), runs, &sizes);
+    env.runs_100k = args.runs_100k.max(1);
     let mut rec = Recorder::default();
     eprintln!(
         "hypertask-bench: {runs} runs per row, sizes {sizes:?}, drivers {:?}, TaskChampion peer {}",
@@ -254,8 +258,13 @@ fn main() -> Result<()> {
     eprintln!("scratch: {}", scratch.path().display());
     for (n, kinds) in &plan {
         let n = *n;
+        let runs = if n >= 100_000 {
+            args.runs_100k.max(1)
+        } else {
+            runs
+        };
         let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
-        eprintln!("== N = {n}: {}", names.join(", "));
+        eprintln!("== N = {n}: {}, {runs} runs per row", names.join(", "));
         let wants_mongo = kinds.contains(&Kind::Mongodb);
         let tasks = gen::tasks(n, 0x5eed_0000 + n as u64);
         let root = scratch.path().join(format!("n{n}"));

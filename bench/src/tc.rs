@@ -66,8 +66,9 @@ async fn open(dir: &Path) -> Result<Replica<SqliteStorage>> {
 }
 
 /// The timed work of a TaskChampion row: open the replica in `replica`, sync it once with the
-/// local server in `server`, exit (the `tc-sync` subcommand).
+/// local server in `server` (both created when missing), exit (the `tc-sync` subcommand).
 pub fn sync_once(replica: &Path, server: &Path) -> Result<()> {
+    std::fs::create_dir_all(server)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
