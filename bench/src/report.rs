@@ -520,6 +520,9 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
         ),
     ] {
         for &n in sizes {
+            if rec.outcome(floor, n).is_none() && rec.outcome(ht, n).is_none() {
+                continue;
+            }
             let _ = writeln!(
                 o,
                 "| {mode} | {} | {} | {} |",
