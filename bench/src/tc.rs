@@ -257,6 +257,25 @@ impl Bench<'_> {
 mod tests {
     use super::*;
 
+    /// Replica `a` filled with `tasks` and pushed to the server `srv`, replica `b` pulled from it.
+    fn pushed_and_pulled(
+        tasks: &[Task],
+    ) -> (
+        tempfile::TempDir,
+        tokio::runtime::Runtime,
+        PathBuf,
+        PathBuf,
+        PathBuf,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let [a, b, srv] = ["a", "b", "srv"].map(|d| tmp.path().join(d));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(fill(&a, tasks)).unwrap();
+        sync_once(&a, &srv).unwrap();
+        sync_once(&b, &srv).unwrap();
+        (tmp, rt, a, b, srv)
+    }
+
     #[test]
     fn the_reported_version_is_the_locked_one() {
         let lock = include_str!("../../Cargo.lock");
@@ -269,17 +288,8 @@ mod tests {
 
     #[test]
     fn a_pushed_replica_reaches_a_new_one_with_every_field() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (a, b, srv) = (
-            tmp.path().join("a"),
-            tmp.path().join("b"),
-            tmp.path().join("srv"),
-        );
         let tasks = gen::tasks(30, 9);
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(fill(&a, &tasks)).unwrap();
-        sync_once(&a, &srv).unwrap();
-        sync_once(&b, &srv).unwrap();
+        let (_tmp, rt, _a, b, _srv) = pushed_and_pulled(&tasks);
         assert_eq!(rt.block_on(count(&b)).unwrap(), 30);
 
         let t = &tasks[4];
@@ -301,18 +311,9 @@ mod tests {
 
     #[test]
     fn an_edit_of_one_percent_travels_through_the_server() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (a, b, srv) = (
-            tmp.path().join("a"),
-            tmp.path().join("b"),
-            tmp.path().join("srv"),
-        );
         let tasks = gen::tasks(200, 5);
         let ids: Vec<TaskId> = tasks.iter().map(|t| t.id().clone()).collect();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(fill(&a, &tasks)).unwrap();
-        sync_once(&a, &srv).unwrap();
-        sync_once(&b, &srv).unwrap();
+        let (_tmp, rt, a, b, srv) = pushed_and_pulled(&tasks);
         assert_eq!(rt.block_on(edit_one_percent(&b, &ids, 3)).unwrap(), 2);
         sync_once(&b, &srv).unwrap();
         sync_once(&a, &srv).unwrap();
