@@ -5,6 +5,7 @@
 mod floors;
 mod gen;
 mod hypertask;
+mod machine;
 mod report;
 mod scenarios;
 mod stats;
