@@ -66,13 +66,27 @@ fn durability_name(d: Durability) -> &'static str {
     }
 }
 
-/// Every file-system and git floor for `tasks`, recorded in `rec`.
-pub fn file_floors(rec: &mut Recorder, root: &Path, tasks: &[Task], runs: usize) -> Result<()> {
+/// Every file-system floor for `tasks` (the per-file and no-flush writes only with
+/// `durability`, the comparison of modes), and the git floors when `git` is measured at this
+/// N, recorded in `rec`.
+pub fn file_floors(
+    rec: &mut Recorder,
+    root: &Path,
+    tasks: &[Task],
+    runs: usize,
+    git: bool,
+    durability: bool,
+) -> Result<()> {
     let n = tasks.len();
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.id().clone()).collect();
 
     // N atomic writes, as the cache writes them, with each durability.
-    for d in [Durability::Batch, Durability::PerFile, Durability::None] {
+    let modes: &[Durability] = if durability {
+        &[Durability::Batch, Durability::PerFile, Durability::None]
+    } else {
+        &[Durability::Batch]
+    };
+    for &d in modes {
         let key = format!("floor/write/{}", durability_name(d));
         // An fsync per file at 100k is minutes per run: two runs say enough.
         let r = if d == Durability::PerFile && n > 10_000 {
@@ -140,6 +154,9 @@ pub fn file_floors(rec: &mut Recorder, root: &Path, tasks: &[Task], runs: usize)
     }
 
     // The git CLI: add + commit + push of the same files to a local bare remote.
+    if !git {
+        return Ok(());
+    }
     if have("git") {
         git_floors(rec, root, tasks, &ids, runs)?;
     } else {

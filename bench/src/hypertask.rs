@@ -98,13 +98,8 @@ pub(crate) fn first_line(s: &str) -> String {
 }
 
 impl Hypertask {
-    pub(crate) fn command(
-        &self,
-        bin: &Path,
-        config: &Path,
-        data: &Path,
-        label: &str,
-    ) -> tokio::process::Command {
+    /// `program` behind the `--wrap` prefix (if any), stdin closed, killed when dropped.
+    pub(crate) fn wrapped(&self, program: &Path, label: &str) -> tokio::process::Command {
         let mut parts: Vec<String> = self
             .wrap
             .as_deref()
@@ -114,9 +109,22 @@ impl Hypertask {
                     .collect()
             })
             .unwrap_or_default();
-        parts.push(bin.to_string_lossy().into_owned());
+        parts.push(program.to_string_lossy().into_owned());
         let mut cmd = tokio::process::Command::new(&parts[0]);
-        cmd.args(&parts[1..]);
+        cmd.args(&parts[1..])
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub(crate) fn command(
+        &self,
+        bin: &Path,
+        config: &Path,
+        data: &Path,
+        label: &str,
+    ) -> tokio::process::Command {
+        let mut cmd = self.wrapped(bin, label);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
             if k.starts_with("HYPERTASK_")
@@ -132,9 +140,7 @@ impl Hypertask {
             .env("GIT_AUTHOR_NAME", "bench")
             .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
             .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid");
         if let Some(l) = &self.log {
             cmd.env("HYPERTASK_LOG", l).env("RUST_LOG", l);
         }
@@ -155,6 +161,17 @@ impl Hypertask {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        self.time(cmd, bin, label)
+    }
+
+    /// Runs `cmd` (a command for `bin`) to completion and returns its wall time; keeps its
+    /// output under `--logs`; a failure carries the line of its stderr that says why.
+    pub(crate) fn time(
+        &self,
+        mut cmd: tokio::process::Command,
+        bin: &Path,
+        label: &str,
+    ) -> std::result::Result<f64, RunError> {
         let start = Instant::now();
         let out = self
             .rt

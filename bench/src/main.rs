@@ -5,39 +5,77 @@
 mod floors;
 mod gen;
 mod hypertask;
+mod machine;
 mod report;
 mod scenarios;
 mod stats;
+mod tc;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::hypertask::{Hypertask, Kind};
 use crate::scenarios::Bench;
 use crate::stats::{fmt_n, fmt_secs, summarize, Outcome};
 
-/// Benchmarks `hypertask sync` per driver against the floor of the same work.
+/// Benchmarks `hypertask sync` per driver against the floor of the same work and against
+/// TaskChampion doing the same work.
 #[derive(Debug, Parser)]
-#[command(name = "hypertask-bench")]
+#[command(name = "hypertask-bench", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: Args,
+}
+
+/// What the binary does besides the benchmark.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The timed work of a TaskChampion row: open the on-disk replica, sync it once with the
+    /// local server, exit (the benchmark runs this binary with it).
+    TcSync {
+        /// The replica's directory (created when missing).
+        #[arg(long)]
+        replica: PathBuf,
+        /// The local server's directory.
+        #[arg(long)]
+        server: PathBuf,
+    },
+}
+
+/// The drivers measured at 100,000 tasks without `--large`: the 100k targets are HTTP's,
+/// and more does not fit the default run's 10 minutes (BENCHMARKS.md, "The command").
+const LARGE_BY_DEFAULT: &[Kind] = &[Kind::Http];
+
+/// The benchmark's options.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// The release `hypertask` binary.
     #[arg(long, default_value = "target/release/hypertask")]
     hypertask: PathBuf,
-    /// Task counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
-    sizes: Vec<usize>,
-    /// Also measure 100,000 tasks.
+    /// Task counts to measure, every chosen driver at each [default: 1000,10000,100000, the
+    /// 100,000 tasks only for http and the TaskChampion peer]
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Measure every chosen driver at 100,000 tasks too.
     #[arg(long)]
     large: bool,
+    /// Leave out the TaskChampion peer rows (and the hypertask rows' ratios to them).
+    #[arg(long)]
+    no_peer: bool,
     /// Drivers to measure (fs, git, http, mongodb).
     #[arg(long, value_delimiter = ',', default_value = "fs,git,http,mongodb")]
     drivers: Vec<String>,
     /// Runs per row; the median, min and max are reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Runs per row at 100,000 tasks and more, where one run of every row takes minutes.
+    #[arg(long, default_value_t = 1)]
+    runs_100k: usize,
     /// The MongoDB test server; its rows are skipped without one.
     #[arg(long, env = "HYPERTASK_BENCH_MONGODB_URI")]
     mongodb_uri: Option<String>,
@@ -123,14 +161,41 @@ impl Recorder {
     }
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let mut sizes = args.sizes.clone();
-    if args.large && !sizes.contains(&100_000) {
-        sizes.push(100_000);
+/// Which drivers are measured at which N: every driver at each `--sizes` N; without it, every
+/// driver at 1k and 10k and those of `LARGE_BY_DEFAULT` at 100k; `--large` adds 100k for all.
+/// A size with no driver left is dropped.
+fn plan(sizes: Option<&[usize]>, large: bool, kinds: &[Kind]) -> Vec<(usize, Vec<Kind>)> {
+    let mut plan: Vec<(usize, Vec<Kind>)> = match sizes {
+        Some(s) => s.iter().map(|&n| (n, kinds.to_vec())).collect(),
+        None => vec![
+            (1_000, kinds.to_vec()),
+            (10_000, kinds.to_vec()),
+            (
+                100_000,
+                kinds
+                    .iter()
+                    .copied()
+                    .filter(|k| LARGE_BY_DEFAULT.contains(k))
+                    .collect(),
+            ),
+        ],
+    };
+    if large {
+        plan.retain(|(n, _)| *n != 100_000);
+        plan.push((100_000, kinds.to_vec()));
     }
-    sizes.sort_unstable();
-    sizes.dedup();
+    plan.sort_by_key(|(n, _)| *n);
+    plan.dedup_by_key(|(n, _)| *n);
+    plan.retain(|(_, k)| !k.is_empty());
+    plan
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::TcSync { replica, server }) = &cli.command {
+        return tc::sync_once(replica, server);
+    }
+    let args = cli.args;
     let runs = args.runs.max(1);
     let kinds: Vec<Kind> = args
         .drivers
@@ -140,6 +205,9 @@ fn main() -> Result<()> {
                 .with_context(|| format!("unknown driver {d:?}; known: fs, git, http, mongodb"))
         })
         .collect::<Result<_>>()?;
+    let plan = plan(args.sizes.as_deref(), args.large, &kinds);
+    let sizes: Vec<usize> = plan.iter().map(|(n, _)| *n).collect();
+    let peer = !args.no_peer;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -180,22 +248,36 @@ fn main() -> Result<()> {
             Err(e) => Err(format!("MongoDB test server at {uri} is not reachable: {e}")),
         },
     };
-    let wants_mongo = kinds.contains(&Kind::Mongodb);
 
     let mut env = report::Environment::probe(scratch.path(), runs, &sizes);
+    env.runs_100k = args.runs_100k.max(1);
     let mut rec = Recorder::default();
     eprintln!(
-        "hypertask-bench: {runs} runs per row, sizes {sizes:?}, drivers {:?}",
-        args.drivers
+        "hypertask-bench: {runs} runs per row, sizes {sizes:?}, drivers {:?}, TaskChampion peer {}",
+        args.drivers,
+        if peer { "on" } else { "off" }
     );
     eprintln!("scratch: {}", scratch.path().display());
-    for &n in &sizes {
-        eprintln!("== N = {n}");
+    for (n, kinds) in &plan {
+        let n = *n;
+        let runs = if n >= 100_000 {
+            args.runs_100k.max(1)
+        } else {
+            runs
+        };
+        // The durability modes compared (BENCHMARKS.md): at 100k only with --large, where the
+        // per-file runs alone take minutes.
+        let durability = n < 100_000 || args.large;
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        eprintln!("== N = {n}: {}, {runs} runs per row", names.join(", "));
+        let wants_mongo = kinds.contains(&Kind::Mongodb);
         let tasks = gen::tasks(n, 0x5eed_0000 + n as u64);
         let root = scratch.path().join(format!("n{n}"));
         std::fs::create_dir_all(&root)?;
         if !args.no_floors {
-            floors::file_floors(&mut rec, &root.join("floors"), &tasks, runs)?;
+            let git = kinds.contains(&Kind::Git);
+            let root = root.join("floors");
+            floors::file_floors(&mut rec, &root, &tasks, runs, git, durability)?;
             if kinds.contains(&Kind::Http) {
                 rt.block_on(floors::http_floors(&mut rec, &tasks, runs))?;
             }
@@ -237,11 +319,14 @@ fn main() -> Result<()> {
         };
         std::fs::create_dir_all(&bench.root)?;
         bench.startup(&mut rec)?;
-        for &kind in &kinds {
+        for &kind in kinds {
             bench.driver_rows(&mut rec, kind)?;
-            if kind == Kind::Fs {
+            if kind == Kind::Fs && durability {
                 bench.durability_rows(&mut rec)?;
             }
+        }
+        if peer {
+            bench.tc_rows(&mut rec)?;
         }
         std::fs::remove_dir_all(&root)?;
     }
@@ -260,4 +345,32 @@ fn main() -> Result<()> {
     println!("{md}");
     eprintln!("report: {}", args.out.join("last-run.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_plan_measures_100k_only_for_the_large_by_default_drivers() {
+        let all = Kind::ALL.to_vec();
+        let p = plan(None, false, &all);
+        assert_eq!(
+            p.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [1_000, 10_000, 100_000]
+        );
+        assert_eq!(p[0].1, all);
+        assert_eq!(p[2].1, LARGE_BY_DEFAULT);
+        assert_eq!(plan(None, true, &all)[2].1, all);
+    }
+
+    #[test]
+    fn explicit_sizes_measure_every_driver_and_empty_sizes_are_dropped() {
+        let p = plan(Some(&[10_000, 1_000]), false, &[Kind::Git]);
+        assert_eq!(p, [(1_000, vec![Kind::Git]), (10_000, vec![Kind::Git])]);
+        let p = plan(None, false, &[Kind::Git]);
+        assert_eq!(p.len(), 2, "git alone is not measured at 100k by default");
+        let p = plan(Some(&[1_000]), true, &[Kind::Git]);
+        assert_eq!(p.last(), Some(&(100_000, vec![Kind::Git])));
+    }
 }

@@ -2,12 +2,9 @@
 //! durability comparison, and how each figure grows with N.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
-
-use serde::Serialize;
 
 use crate::hypertask::Kind;
+pub use crate::machine::Environment;
 use crate::stats::{fmt_n, fmt_ratio, fmt_secs, summarize, Outcome};
 use crate::Recorder;
 
@@ -42,22 +39,41 @@ pub fn label(key: &str) -> String {
     if !fixed.is_empty() {
         return fixed.to_owned();
     }
+    if let Some(scenario) = key.strip_prefix("tc/") {
+        return format!("TaskChampion: {}", scenario_label(scenario));
+    }
     if let Some(rest) = key.strip_prefix("ht/") {
         let (driver, scenario) = rest.split_once('/').unwrap_or((rest, ""));
-        let what = match scenario {
-            "initial" => "initial push",
-            "pull" => "new replica pulls all",
-            "noop" => "no-op sync",
-            "incr" => "sync after 1% changed",
-            s => s,
-        };
-        return format!("hypertask {driver}: {what}");
+        return format!("hypertask {driver}: {}", scenario_label(scenario));
     }
     key.to_owned()
 }
 
+fn scenario_label(scenario: &str) -> &str {
+    match scenario {
+        "initial" => "initial push",
+        "pull" => "new replica pulls all",
+        "noop" => "no-op sync",
+        "incr" => "sync after 1% changed",
+        s => s,
+    }
+}
+
+/// The TaskChampion row doing the same work as a hypertask row (the fs durability variants are
+/// initial pushes too).
+pub fn peer_of(key: &str) -> Option<&'static str> {
+    let scenario = key.strip_prefix("ht/")?.split_once('/')?.1;
+    let base = scenario.split_once('-').map_or(scenario, |(b, _)| b);
+    crate::tc::KEYS
+        .into_iter()
+        .find(|k| k.strip_prefix("tc/") == Some(base))
+}
+
 /// The floor each hypertask row is compared with.
 pub fn floor_of(key: &str) -> Option<&'static str> {
+    if !key.starts_with("ht/") {
+        return None;
+    }
     Some(match key {
         "ht/fs/initial" | "ht/fs/initial-per-file" | "ht/fs/initial-none" => "floor/write/batch",
         "ht/fs/noop" => "floor/rsync-noop",
@@ -147,118 +163,6 @@ const ISSUE: &[IssueRow] = &[
     },
 ];
 
-/// The machine and how loaded it was.
-#[derive(Debug, Clone, Serialize)]
-pub struct Environment {
-    /// When the run started (UTC).
-    pub started: String,
-    /// `nproc`.
-    pub nproc: usize,
-    /// From /proc/cpuinfo.
-    pub cpu: String,
-    /// From /proc/meminfo.
-    pub memory: String,
-    /// `df -T` of the scratch dir.
-    pub disk: String,
-    /// /proc/loadavg at the start.
-    pub load_start: String,
-    /// /proc/loadavg at the end.
-    pub load_end: String,
-    /// Runs per row.
-    pub runs: usize,
-    /// Sizes measured.
-    pub sizes: Vec<usize>,
-    /// Mean canonical JSON size and mean file size of one task.
-    pub task_bytes: (usize, usize),
-    /// Versions of the external floor tools.
-    pub tools: Vec<String>,
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn loadavg() -> String {
-    read("/proc/loadavg")
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn first_output_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .map(str::to_owned)
-}
-
-impl Environment {
-    /// Describes this machine now.
-    pub fn probe(scratch: &Path, runs: usize, sizes: &[usize]) -> Environment {
-        let cpuinfo = read("/proc/cpuinfo");
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
-        let memory = read("/proc/meminfo")
-            .lines()
-            .find(|l| l.starts_with("MemTotal"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
-            .unwrap_or_else(|| "unknown".into());
-        let disk = Command::new("df")
-            .arg("-T")
-            .arg(scratch)
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout).lines().nth(1).map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    format!(
-                        "{} ({}, mounted on {})",
-                        f.first().unwrap_or(&"?"),
-                        f.get(1).unwrap_or(&"?"),
-                        f.last().unwrap_or(&"?")
-                    )
-                })
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let tools = [
-            ("git", "--version"),
-            ("rsync", "--version"),
-            ("cp", "--version"),
-        ]
-        .iter()
-        .filter_map(|(p, a)| first_output_line(p, &[a]))
-        .collect();
-        Environment {
-            started: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-            nproc: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            cpu,
-            memory,
-            disk,
-            load_start: loadavg(),
-            load_end: String::new(),
-            runs,
-            sizes: sizes.to_vec(),
-            task_bytes: crate::gen::mean_sizes(&crate::gen::tasks(200, 1)),
-            tools,
-        }
-    }
-
-    /// Notes the load at the end.
-    pub fn finish(&mut self) {
-        self.load_end = loadavg();
-    }
-}
-
 fn cell(rec: &Recorder, key: &str, n: usize) -> String {
     match rec.outcome(key, n) {
         None => "–".into(),
@@ -334,6 +238,17 @@ fn verdict(rec: &Recorder, row: &IssueRow, n: usize) -> (String, String) {
     }
 }
 
+/// The TaskChampion figure for the same work as `key` and N, and `key`'s ratio to it.
+fn peer_cells(rec: &Recorder, key: &str, n: usize) -> (String, String) {
+    let Some(peer) = peer_of(key) else {
+        return ("–".into(), "–".into());
+    };
+    let r = ratio(rec, key, peer, n)
+        .map(fmt_ratio)
+        .unwrap_or_else(|| "–".into());
+    (cell(rec, peer, n), r)
+}
+
 fn target_text(t: Target) -> String {
     match t {
         Target::Abs(s) => format!("≤ {} at 10k", fmt_secs(s)),
@@ -356,13 +271,25 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
         "- load average (1/5/15 min): {} at the start, {} at the end",
         env.load_start, env.load_end
     );
+    let runs = if sizes.iter().any(|&n| n >= 100_000) && env.runs_100k != env.runs {
+        format!("{} runs per row ({} at 100k)", env.runs, env.runs_100k)
+    } else {
+        format!("{} runs per row", env.runs)
+    };
     let _ = writeln!(
         o,
-        "- {} runs per row; figures are median (min–max) wall time; one task is {} bytes of canonical JSON, {} bytes on disk",
-        env.runs, env.task_bytes.0, env.task_bytes.1
+        "- {runs}; figures are median (min–max) wall time; one task is {} bytes of canonical JSON, {} bytes on disk",
+        env.task_bytes.0, env.task_bytes.1
     );
     if !env.tools.is_empty() {
         let _ = writeln!(o, "- floor tools: {}", env.tools.join("; "));
+    }
+    if rec.rows.iter().any(|r| r.key.starts_with("tc/")) {
+        let _ = writeln!(
+            o,
+            "- peer: TaskChampion (the `taskchampion` crate, {}), its local server and on-disk SQLite replicas, each sync a `hypertask-bench tc-sync` process",
+            crate::tc::VERSION
+        );
     }
     let _ = writeln!(o);
 
@@ -370,11 +297,14 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "| work | N | hypertask | floor | ratio | target | met | scaling |"
+        "| work | N | hypertask | floor | ratio | target | met | TaskChampion | ratio to TC | scaling |"
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for row in ISSUE {
         for &n in sizes {
+            if rec.outcome(row.key, n).is_none() {
+                continue;
+            }
             let mut floor = format!("{}: {}", label(row.floor), cell(rec, row.floor, n));
             if let Some(also) = row.also {
                 let _ = write!(floor, "; {}: {}", label(also), cell(rec, also, n));
@@ -383,9 +313,10 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
                 .map(fmt_ratio)
                 .unwrap_or_else(|| "–".into());
             let (t, met) = verdict(rec, row, n);
+            let (tc, tc_ratio) = peer_cells(rec, row.key, n);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.work,
                 fmt_n(n),
                 cell(rec, row.key, n),
@@ -393,6 +324,8 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
                 r,
                 t,
                 met,
+                tc,
+                tc_ratio,
                 if n == sizes[0] {
                     growth(rec, row.key, sizes)
                 } else {
@@ -405,20 +338,28 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
 
     let _ = writeln!(o, "#### Every hypertask row against its floor");
     let _ = writeln!(o);
-    let _ = writeln!(o, "| row | N | hypertask | floor | floor time | ratio |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| row | N | hypertask | floor | floor time | ratio | TaskChampion | ratio to TC |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     let mut keys: Vec<String> = vec!["ht/startup".into()];
     for k in kinds {
         for s in ["initial", "pull", "noop", "incr"] {
             keys.push(format!("ht/{k}/{s}"));
         }
     }
+    keys.extend(crate::tc::KEYS.map(str::to_owned));
     for key in &keys {
         for &n in sizes {
+            if rec.outcome(key, n).is_none() {
+                continue;
+            }
             let floor = floor_of(key);
+            let (tc, tc_ratio) = peer_cells(rec, key, n);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {tc} | {tc_ratio} |",
                 label(key),
                 fmt_n(n),
                 cell(rec, key, n),
@@ -461,6 +402,9 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
         ),
     ] {
         for &n in sizes {
+            if rec.outcome(floor, n).is_none() && rec.outcome(ht, n).is_none() {
+                continue;
+            }
             let _ = writeln!(
                 o,
                 "| {mode} | {} | {} | {} |",
@@ -502,6 +446,7 @@ pub fn markdown(rec: &Recorder, env: &Environment, sizes: &[usize], kinds: &[Kin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn rec() -> Recorder {
         let mut r = Recorder::default();
@@ -533,14 +478,43 @@ mod tests {
     }
 
     #[test]
-    fn the_report_names_skipped_rows_and_every_issue_row() {
+    fn the_report_names_skipped_rows_and_leaves_out_unmeasured_ones() {
         let r = rec();
         let env = Environment::probe(Path::new("/"), 1, &[1000]);
         let md = markdown(&r, &env, &[1000, 10_000], &[Kind::Fs, Kind::Git]);
         assert!(md.contains("skipped: git not built yet"));
         for row in ISSUE {
-            assert!(md.contains(row.work), "{}", row.work);
+            let measured = r.rows.iter().any(|x| x.key == row.key);
+            assert_eq!(md.contains(row.work), measured, "{}", row.work);
         }
+        assert!(
+            !md.contains("| hypertask git: initial push | 10k |"),
+            "git was not measured at 10k"
+        );
+    }
+
+    #[test]
+    fn every_hypertask_row_is_compared_with_taskchampion_doing_the_same_work() {
+        assert_eq!(peer_of("ht/http/initial"), Some("tc/initial"));
+        assert_eq!(peer_of("ht/fs/initial-per-file"), Some("tc/initial"));
+        assert_eq!(peer_of("ht/mongodb/incr"), Some("tc/incr"));
+        assert_eq!(peer_of("ht/startup"), None);
+        assert_eq!(peer_of("tc/noop"), None);
+        assert_eq!(
+            floor_of("tc/pull"),
+            None,
+            "the peer has no floor of its own"
+        );
+        let mut r = rec();
+        r.record("tc/initial", 1000, Outcome::Samples(vec![0.4]));
+        let env = Environment::probe(Path::new("/"), 1, &[1000]);
+        let md = markdown(&r, &env, &[1000], &[Kind::Fs]);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("| hypertask fs: initial push | 1k |"))
+            .unwrap();
+        assert!(line.ends_with("| 0.400 s | 0.50× |"), "{line}");
+        assert!(md.contains("| TaskChampion: initial push | 1k |"));
     }
 
     #[test]

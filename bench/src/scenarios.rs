@@ -296,7 +296,12 @@ impl Bench<'_> {
     }
 }
 
-fn record_err(rec: &mut Recorder, key: &str, n: usize, e: RunError) -> Result<Option<Upstream>> {
+pub(crate) fn record_err(
+    rec: &mut Recorder,
+    key: &str,
+    n: usize,
+    e: RunError,
+) -> Result<Option<Upstream>> {
     let outcome = match e {
         RunError::Skip(why) => Outcome::Skipped(why),
         RunError::Fail(why) => Outcome::Failed(why),
