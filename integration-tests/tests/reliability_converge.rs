@@ -4,9 +4,10 @@
 //! and equal to the merge of every edit.
 //!
 //! `HYPERTASK_SEEDS=N` runs N seeds (default 16, 1,000 in the long run); `HYPERTASK_SEED=S`
-//! replays one (with the seeds before it that share its upstreams). Every figure recorded is
-//! counted by the test.
+//! replays one (with the seeds before it that share its upstreams), and
+//! `HYPERTASK_CONVERGE_TRACE=1` prints every step. Every figure recorded is counted by the test.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use hypertask_core::{merge, Task};
@@ -24,6 +25,9 @@ struct Upstreams {
     _server_machine: Machine,
     mongo_uri: String,
     collection: String,
+    /// Every state the CLI wrote for each task, by any seed sharing these upstreams: a task
+    /// made by one seed may be edited by a later one.
+    written: RefCell<BTreeMap<String, Vec<Task>>>,
 }
 
 impl Upstreams {
@@ -46,6 +50,7 @@ impl Upstreams {
             _server_machine: server_machine,
             mongo_uri: mongodb_uri(),
             collection: unique_name("converge"),
+            written: RefCell::default(),
         }
     }
 
@@ -110,6 +115,22 @@ fn wiring(rng: &mut Rng, replicas: usize) -> Vec<Vec<usize>> {
     sets
 }
 
+fn trace(seed: u64, step: usize, replica: usize, what: &str) {
+    if std::env::var_os("HYPERTASK_CONVERGE_TRACE").is_some() {
+        eprintln!("seed {seed} step {step} replica {replica}: {what}");
+    }
+}
+
+/// The merge of `states`.
+fn merge_all(states: &[Task]) -> Task {
+    states
+        .iter()
+        .fold(None, |acc: Option<Task>, t| {
+            merge(acc.as_ref(), Some(t)).unwrap()
+        })
+        .expect("at least one state")
+}
+
 fn read_task(m: &Machine, id: &str) -> Task {
     let bytes = std::fs::read(m.data_dir().join(format!("tasks/{id}.json"))).unwrap();
     Task::from_json(&bytes).unwrap()
@@ -124,7 +145,8 @@ struct Outcome {
     syncs: usize,
     /// Replicas whose cache differs from replica 0's after the final syncs.
     differing_replicas: usize,
-    /// Tasks whose final state is not the merge of every edit made to them.
+    /// Tasks edited in the scenario whose final state lost one of its edits, or holds
+    /// something no edit wrote.
     not_merged: usize,
 }
 
@@ -149,6 +171,7 @@ fn scenario(seed: u64, ups: &Upstreams) -> Outcome {
         let m = &machines[i];
         let op = if known[i].is_empty() { 0 } else { rng.below(9) };
         if op == 8 || (op > 0 && known[i].is_empty()) {
+            trace(seed, step, i, "sync");
             let out = m.run(&["sync"]);
             outcome.syncs += 1;
             assert!(
@@ -168,6 +191,7 @@ fn scenario(seed: u64, ups: &Upstreams) -> Outcome {
                 .ok(&["add", &format!("task {step} from {i}"), "+new"])
                 .trim()
                 .to_owned();
+            trace(seed, step, i, &format!("add -> {id}"));
             history
                 .entry(id.clone())
                 .or_default()
@@ -195,6 +219,7 @@ fn scenario(seed: u64, ups: &Upstreams) -> Outcome {
             _ => vec!["restore".into(), id.clone()],
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        trace(seed, step, i, &format!("{args:?}"));
         let out = m.run(&args);
         assert!(
             out.status.success(),
@@ -231,13 +256,14 @@ fn scenario(seed: u64, ups: &Upstreams) -> Outcome {
             outcome.differing_replicas += 1;
         }
     }
+    let mut written = ups.written.borrow_mut();
     for (id, states) in &history {
-        let expected = states
-            .iter()
-            .fold(None, |acc: Option<Task>, t| {
-                merge(acc.as_ref(), Some(t)).unwrap()
-            })
-            .unwrap();
+        written
+            .entry(id.clone())
+            .or_default()
+            .extend(states.iter().cloned());
+    }
+    for (id, states) in &history {
         let file = format!("{id}.json");
         if !first.contains_key(&file) {
             let holders: Vec<usize> = (0..n)
@@ -255,8 +281,31 @@ fn scenario(seed: u64, ups: &Upstreams) -> Outcome {
             outcome.not_merged += 1;
             continue;
         }
-        if read_task(&machines[0], id) != expected {
-            eprintln!("seed {seed}: task {id} is not the merge of every edit (replay with HYPERTASK_SEED={seed})");
+        // The final state holds every edit made in this scenario, and nothing beyond what was
+        // ever written to the task (an earlier seed's edit may or may not have reached these
+        // replicas' upstreams).
+        let found = read_task(&machines[0], id);
+        let lost = states
+            .iter()
+            .find(|t| merge(Some(&found), Some(t)).unwrap().as_ref() != Some(&found));
+        let everything = merge_all(&written[id]);
+        let invented =
+            merge(Some(&found), Some(&everything)).unwrap().as_ref() != Some(&everything);
+        if lost.is_some() || invented {
+            let json = |t: &Task| String::from_utf8_lossy(&t.canonical_bytes()).into_owned();
+            eprintln!(
+                "seed {seed}: task {id} {} (replay with HYPERTASK_SEED={seed})\n  found {}\n  {}",
+                if invented {
+                    "holds what no edit wrote"
+                } else {
+                    "lost an edit"
+                },
+                json(&found),
+                match lost {
+                    Some(t) => format!("lost  {}", json(t)),
+                    None => format!("every edit merged {}", json(&everything)),
+                }
+            );
             outcome.not_merged += 1;
         }
     }
