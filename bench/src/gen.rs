@@ -145,9 +145,9 @@ pub fn edit_ten(dir: &TaskDir, ids: &[TaskId], run: usize) -> Result<usize> {
 fn edit(dir: &TaskDir, ids: &[TaskId], run: usize) -> Result<usize> {
     let now = Utc::now();
     let mut edited = Vec::new();
-    for id in ids.iter().cloned() {
+    for id in ids {
         let mut task = dir
-            .read(&id)
+            .read(id)
             .with_context(|| format!("reading {id}"))?
             .with_context(|| format!("task {id} is missing from {}", dir.dir().display()))?;
         task.edit(
