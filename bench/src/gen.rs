@@ -132,11 +132,22 @@ pub fn one_percent(ids: &[TaskId], run: usize) -> Vec<TaskId> {
 /// Edits 1% of the tasks in `dir` as a user would (`Task::edit`: a new description and a new
 /// tag, clocks stamped) and writes them back with `write_batch`. Returns how many changed.
 pub fn edit_one_percent(dir: &TaskDir, ids: &[TaskId], run: usize) -> Result<usize> {
+    edit(dir, &one_percent(ids, run), run)
+}
+
+/// Edits ten tasks of `dir` (of the 1% run `run` would edit) as [`edit_one_percent`] does.
+pub fn edit_ten(dir: &TaskDir, ids: &[TaskId], run: usize) -> Result<usize> {
+    let mut chosen = one_percent(ids, run);
+    chosen.truncate(10);
+    edit(dir, &chosen, run)
+}
+
+fn edit(dir: &TaskDir, ids: &[TaskId], run: usize) -> Result<usize> {
     let now = Utc::now();
     let mut edited = Vec::new();
-    for id in one_percent(ids, run) {
+    for id in ids {
         let mut task = dir
-            .read(&id)
+            .read(id)
             .with_context(|| format!("reading {id}"))?
             .with_context(|| format!("task {id} is missing from {}", dir.dir().display()))?;
         task.edit(

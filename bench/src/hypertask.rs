@@ -22,7 +22,7 @@ pub enum Kind {
     Fs,
     /// A git working clone pushing to a local bare remote.
     Git,
-    /// `hypertask serve` over loopback, storing in a directory.
+    /// `hypertask serve` over loopback, with its default store.
     Http,
     /// The MongoDB test server.
     Mongodb,

@@ -73,15 +73,14 @@ impl Bench<'_> {
         }
     }
 
-    /// Starts `hypertask serve` storing in `dir/store`; skips when it cannot serve.
+    /// Starts `hypertask serve` with its default store (one SQLite file in its data dir), as a
+    /// user's fresh server runs; skips when it cannot serve.
     fn server(&self, dir: &Path) -> Result<std::result::Result<Upstream, RunError>> {
         let bin = match &self.ht.bin {
             Ok(b) => b,
             Err(e) => return Ok(Err(RunError::Skip(e.clone()))),
         };
-        let store = dir.join("store");
         let data = dir.join("data");
-        std::fs::create_dir_all(&store)?;
         std::fs::create_dir_all(&data)?;
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
@@ -89,11 +88,10 @@ impl Bench<'_> {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {}\n\n[server]\nlisten = {}\ntoken = {}\nstore = {{ type = \"fs\", path = {} }}\n",
+                "data_dir = {}\n\n[server]\nlisten = {}\ntoken = {}\n",
                 toml_path(&data),
                 toml_str(&listen),
                 toml_str(TOKEN),
-                toml_path(&store)
             ),
         )?;
         let log = dir.join("server.log");
@@ -190,7 +188,7 @@ impl Bench<'_> {
     pub fn driver_rows(&self, rec: &mut Recorder, kind: Kind) -> Result<()> {
         let n = self.n();
         let key = |s: &str| format!("ht/{kind}/{s}");
-        let rows = ["initial", "pull", "noop", "incr"];
+        let rows = ["initial", "pull", "noop", "incr", "ten"];
         let Some(up) = self.initial(rec, kind, &key("initial"), &[])? else {
             let why = match rec.outcome(&key("initial"), n) {
                 Some(Outcome::Skipped(s)) => Outcome::Skipped(s.clone()),
@@ -262,6 +260,21 @@ impl Bench<'_> {
             }
         }
         rec.record(&key("incr"), n, Outcome::Samples(samples));
+
+        // Ten tasks changed locally, then a sync: what a day's work costs in a large store.
+        let mut samples = Vec::new();
+        for run in 0..self.runs {
+            gen::edit_ten(&b.tasks(), &self.ids, run + self.runs)?;
+            sync_all();
+            match self.sync(&b, &[], &format!("{kind}-ten-{run}-{n}")) {
+                Ok(t) => samples.push(t),
+                Err(e) => {
+                    record_err(rec, &key("ten"), n, e)?;
+                    return Ok(());
+                }
+            }
+        }
+        rec.record(&key("ten"), n, Outcome::Samples(samples));
         drop(up);
         Ok(())
     }
