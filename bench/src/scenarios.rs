@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use hypertask_core::files::TaskDir;
 use hypertask_core::{Task, TaskId};
 
 use crate::floors::{git, sync_all, timed};
@@ -246,37 +247,44 @@ impl Bench<'_> {
             rec.record(&key("noop"), n, Outcome::Samples(samples));
         }
 
-        // 1% changed locally, then a sync.
-        let mut samples = Vec::new();
-        for run in 0..self.runs {
-            gen::edit_one_percent(&b.tasks(), &self.ids, run)?;
-            sync_all();
-            match self.sync(&b, &[], &format!("{kind}-incr-{run}-{n}")) {
-                Ok(t) => samples.push(t),
-                Err(e) => {
-                    record_err(rec, &key("incr"), n, e)?;
-                    return Ok(());
-                }
-            }
+        // 1% changed locally, then a sync; then ten tasks (what a day's work costs in a large
+        // store), each run editing tasks the 1% runs did not.
+        if self.edited_syncs(rec, &b, kind, "incr", |d, ids, run| {
+            gen::edit_one_percent(d, ids, run)
+        })? {
+            self.edited_syncs(rec, &b, kind, "ten", |d, ids, run| {
+                gen::edit_ten(d, ids, run + self.runs)
+            })?;
         }
-        rec.record(&key("incr"), n, Outcome::Samples(samples));
-
-        // Ten tasks changed locally, then a sync: what a day's work costs in a large store.
-        let mut samples = Vec::new();
-        for run in 0..self.runs {
-            gen::edit_ten(&b.tasks(), &self.ids, run + self.runs)?;
-            sync_all();
-            match self.sync(&b, &[], &format!("{kind}-ten-{run}-{n}")) {
-                Ok(t) => samples.push(t),
-                Err(e) => {
-                    record_err(rec, &key("ten"), n, e)?;
-                    return Ok(());
-                }
-            }
-        }
-        rec.record(&key("ten"), n, Outcome::Samples(samples));
         drop(up);
         Ok(())
+    }
+
+    /// `runs` times: `edit` changes tasks of replica `b`, then a timed sync; recorded as
+    /// `ht/<kind>/<scenario>`. `false` when a sync failed (recorded as such).
+    fn edited_syncs(
+        &self,
+        rec: &mut Recorder,
+        b: &Replica,
+        kind: Kind,
+        scenario: &str,
+        edit: impl Fn(&TaskDir, &[TaskId], usize) -> Result<usize>,
+    ) -> Result<bool> {
+        let (n, key) = (self.n(), format!("ht/{kind}/{scenario}"));
+        let mut samples = Vec::new();
+        for run in 0..self.runs {
+            edit(&b.tasks(), &self.ids, run)?;
+            sync_all();
+            match self.sync(b, &[], &format!("{kind}-{scenario}-{run}-{n}")) {
+                Ok(t) => samples.push(t),
+                Err(e) => {
+                    record_err(rec, &key, n, e)?;
+                    return Ok(false);
+                }
+            }
+        }
+        rec.record(&key, n, Outcome::Samples(samples));
+        Ok(true)
     }
 
     /// The fs initial push with each cache durability (the durability bullet).

@@ -42,17 +42,7 @@ impl DirStamp {
     /// The directory's stamp now.
     pub(crate) fn of(dir: &Path) -> io::Result<DirStamp> {
         let meta = fs::symlink_metadata(dir)?;
-        let mtime_ns = nanos(meta.modified().ok());
-        #[cfg(unix)]
-        let (ctime_ns, ino) = {
-            use std::os::unix::fs::MetadataExt as _;
-            (
-                i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-                meta.ino(),
-            )
-        };
-        #[cfg(not(unix))]
-        let (ctime_ns, ino) = (mtime_ns, 0);
+        let (mtime_ns, ctime_ns, ino) = times_of(&meta);
         Ok(DirStamp {
             mtime_ns,
             ctime_ns,
@@ -134,6 +124,20 @@ impl Head {
         self.dir == *now
             && (own_generation == Some(self.generation) || !self.dir.racy(self.recorded_ns))
     }
+}
+
+/// The mtime and ctime (nanoseconds since the epoch, -1 when unknown) and the inode of an entry:
+/// what tells that it changed without reading it. Without a ctime, the mtime stands in.
+pub(crate) fn times_of(meta: &fs::Metadata) -> (i128, i128, u64) {
+    let mtime_ns = nanos(meta.modified().ok());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+        (mtime_ns, ctime_ns, meta.ino())
+    }
+    #[cfg(not(unix))]
+    (mtime_ns, mtime_ns, 0)
 }
 
 fn nanos(t: Option<SystemTime>) -> i128 {

@@ -212,22 +212,7 @@ impl TaskDir {
 }
 
 pub(super) fn stamp_of(meta: &fs::Metadata) -> Stamp {
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(-1);
-    #[cfg(unix)]
-    let (ctime_ns, ino) = {
-        use std::os::unix::fs::MetadataExt as _;
-        (
-            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-            meta.ino(),
-        )
-    };
-    #[cfg(not(unix))]
-    let (ctime_ns, ino) = (mtime_ns, 0);
+    let (mtime_ns, ctime_ns, ino) = crate::head::times_of(meta);
     Stamp {
         len: meta.len(),
         mtime_ns,
