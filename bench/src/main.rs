@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hypertask::{Hypertask, Kind};
 use crate::scenarios::Bench;
@@ -44,6 +44,16 @@ enum Command {
         /// The local server's directory.
         #[arg(long)]
         server: PathBuf,
+    },
+    /// Write the report again from a run's raw samples (`last-run.json`), e.g. after the
+    /// report's tables changed; nothing is measured.
+    Report {
+        /// The raw samples of a run.
+        #[arg(long, default_value = "target/bench/last-run.json")]
+        from: PathBuf,
+        /// Where the report (last-run.md) goes.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
     },
 }
 
@@ -101,7 +111,7 @@ struct Args {
 }
 
 /// One measured row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// `ht/<driver>/<scenario>` or `floor/<what>`.
     pub key: String,
@@ -192,8 +202,10 @@ fn plan(sizes: Option<&[usize]>, large: bool, kinds: &[Kind]) -> Vec<(usize, Vec
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::TcSync { replica, server }) = &cli.command {
-        return tc::sync_once(replica, server);
+    match &cli.command {
+        Some(Command::TcSync { replica, server }) => return tc::sync_once(replica, server),
+        Some(Command::Report { from, out }) => return report_again(from, out),
+        None => {}
     }
     let args = cli.args;
     let runs = args.runs.max(1);
@@ -335,16 +347,52 @@ fn main() -> Result<()> {
     }
     env.finish();
 
-    let md = report::markdown(&rec, &env, &sizes, &kinds);
+    let run = Run {
+        environment: env,
+        rows: rec.rows,
+    };
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("last-run.md"), &md)?;
     std::fs::write(
         args.out.join("last-run.json"),
-        serde_json::to_vec_pretty(&serde_json::json!({ "environment": env, "rows": rec.rows }))?,
+        serde_json::to_vec_pretty(&run)?,
     )?;
+    write_report(&run, &kinds, &args.out)
+}
+
+/// A run's raw samples, as `last-run.json` keeps them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Run {
+    environment: report::Environment,
+    rows: Vec<Row>,
+}
+
+/// Writes `last-run.md` into `out` and prints it.
+fn write_report(run: &Run, kinds: &[Kind], out: &std::path::Path) -> Result<()> {
+    let rec = Recorder {
+        rows: run.rows.clone(),
+    };
+    let md = report::markdown(&rec, &run.environment, &run.environment.sizes, kinds);
+    std::fs::create_dir_all(out)?;
+    let path = out.join("last-run.md");
+    std::fs::write(&path, &md)?;
     println!("{md}");
-    eprintln!("report: {}", args.out.join("last-run.md").display());
+    eprintln!("report: {}", path.display());
     Ok(())
+}
+
+/// `hypertask-bench report`: the report of the run in `from`, for the drivers it measured.
+fn report_again(from: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let text = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let run: Run = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a run's raw samples", from.display()))?;
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| {
+            let prefix = format!("ht/{k}/");
+            run.rows.iter().any(|r| r.key.starts_with(&prefix))
+        })
+        .collect();
+    write_report(&run, &kinds, out)
 }
 
 #[cfg(test)]

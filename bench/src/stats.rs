@@ -1,9 +1,9 @@
 //! Samples, their summary, and how figures are printed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What one measured row produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Wall times in seconds, one per run.
