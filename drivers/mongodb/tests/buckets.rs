@@ -200,6 +200,12 @@ async fn ten_edits_among_five_thousand_tasks_read_only_their_buckets() {
         differing.len()
     );
     assert!(seen.filters.iter().all(|f| !f.is_empty()));
+    assert!(
+        seen.filters.iter().all(|f| !f.contains_key("$or")),
+        "one range query per bucket, not an `$or` the server may evaluate document by \
+         document: {:?}",
+        seen.filters
+    );
 
     // A no-op sync: one read of the root document.
     let seen_noop = Arc::new(Mutex::new(Seen::default()));

@@ -1,11 +1,11 @@
 //! Listing and reading tasks: `{_id, hash, bucket}` for a listing (documents without a hash are
-//! read whole), range queries on `bucket` for some buckets' entries, `$in` lists for a few ids
+//! read whole), a range query on `bucket` per bucket for some buckets' entries, `$in` lists for a few ids
 //! and one unfiltered `find` for most of the collection.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use futures::TryStreamExt;
+use futures::{stream, StreamExt, TryStreamExt};
 use hypertask_core::{
     bucket_hashes, in_any, root_hash, Bucket, Buckets, ContentHash, Depth, DriverError, Entry,
     Gets, Hashes, Problem, Store, StoreInventory, Stored, TaskId, Version,
@@ -19,6 +19,13 @@ use crate::error::convert;
 
 /// Most ids fetched with one `$in` query.
 const MAX_IN: usize = 1000;
+
+/// The share of all buckets from which listing buckets reads the whole collection in one
+/// query instead of one query per bucket.
+const SCAN_ALL_SHARE: f64 = 0.25;
+
+/// Bucket queries in flight at once.
+const QUERY_CONCURRENCY: usize = 8;
 
 /// What one listing query found, before documents without a hash are read whole.
 #[derive(Default)]
@@ -37,6 +44,22 @@ impl Scan {
     /// Whether every document is a task with its hash: what a stored root needs.
     pub(super) fn clean(&self) -> bool {
         self.inventory.problems.is_empty() && self.unhashed.is_empty()
+    }
+
+    /// Adds what another query found (queries of overlapping buckets may find a document
+    /// twice: it is kept once).
+    fn absorb(&mut self, other: Scan) {
+        self.inventory.entries.extend(other.inventory.entries);
+        self.inventory.problems.extend(other.inventory.problems);
+        for (mine, theirs) in [
+            (&mut self.unhashed, other.unhashed),
+            (&mut self.unbucketed, other.unbucketed),
+        ] {
+            mine.extend(theirs);
+            mine.sort();
+            mine.dedup();
+        }
+        self.misbucketed += other.misbucketed;
     }
 }
 
@@ -92,19 +115,40 @@ impl MongoStore {
         self.settle(scan).await
     }
 
-    /// One query for the documents of `buckets`: a range on `bucket` per bucket (`ab` is
-    /// `["ab", "ac")`), and the documents without a `bucket` (another client's), kept when in
-    /// one of them.
+    /// The documents of `buckets`: a range query on the `bucket` index per bucket (`ab` is
+    /// `["ab", "ac")`) and one for the documents without a `bucket` (another client's, kept
+    /// when in one of them), a few at a time; one unfiltered listing when the buckets hold a
+    /// large part of the collection. Separate ranges rather than one `$or` of them: every
+    /// server answers a single range from the index, while some evaluate an `$or` document by
+    /// document (the SecantusDB test server took 4 s for 80 ranges over 10,000 documents,
+    /// against 3 ms per range).
     pub(super) async fn scan_buckets(
         &self,
         buckets: &BTreeSet<Bucket>,
     ) -> Result<Scan, DriverError> {
-        let mut ranges: Vec<Document> = buckets
+        let share: f64 = buckets
+            .iter()
+            .map(|b| 1.0 / b.depth().buckets() as f64)
+            .sum();
+        if share >= SCAN_ALL_SHARE {
+            return self.scan(doc! {}, Some(buckets)).await;
+        }
+        let mut filters: Vec<Document> = buckets
             .iter()
             .map(|b| doc! { BUCKET_FIELD: { "$gte": b.as_str(), "$lt": after(b) } })
             .collect();
-        ranges.push(doc! { BUCKET_FIELD: { "$exists": false } });
-        self.scan(doc! { "$or": ranges }, Some(buckets)).await
+        // `null` also matches a missing field, and is answered from the index.
+        filters.push(doc! { BUCKET_FIELD: Bson::Null });
+        let scans: Vec<Scan> = stream::iter(filters)
+            .map(|filter| self.scan(filter, Some(buckets)))
+            .buffer_unordered(QUERY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut all = Scan::default();
+        for scan in scans {
+            all.absorb(scan);
+        }
+        Ok(all)
     }
 
     /// The `{_id, hash, bucket}` of the documents `filter` finds (of those in `within`, when
