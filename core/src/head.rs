@@ -54,7 +54,7 @@ impl DirStamp {
     /// Whether a change within the same timestamp tick as the directory's last change could
     /// still follow `recorded_ns` unseen. File systems with whole-second timestamps get a
     /// window of two seconds; others (ext4, xfs, btrfs, tmpfs tick in milliseconds) 50 ms.
-    fn racy(&self, recorded_ns: i128) -> bool {
+    pub(crate) fn racy(&self, recorded_ns: i128) -> bool {
         // Entries change the mtime; the ctime alone (a chmod) says nothing about them.
         let last = self.mtime_ns;
         let window = if last % 1_000_000_000 == 0 {
@@ -123,6 +123,12 @@ impl Head {
     pub(crate) fn trusted(&self, now: &DirStamp, own_generation: Option<u64>) -> bool {
         self.dir == *now
             && (own_generation == Some(self.generation) || !self.dir.racy(self.recorded_ns))
+    }
+
+    /// Whether the head describes the directory stamped `now` but was recorded too soon after
+    /// the directory's last change to be trusted by another process on its own.
+    pub(crate) fn racy_for(&self, now: &DirStamp) -> bool {
+        self.dir == *now && self.dir.racy(self.recorded_ns)
     }
 }
 

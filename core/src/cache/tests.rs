@@ -201,6 +201,84 @@ fn a_racy_head_is_not_trusted_by_another_process() {
     assert_eq!(other.trusted_root(), None);
 }
 
+/// Waits out the window in which the directory's stamp is racy (50 ms where timestamps are
+/// finer than a second, 2 s where they are whole seconds).
+fn past_the_racy_window(r: &Replica) {
+    let mtime = fs::metadata(r.task_dir().dir())
+        .unwrap()
+        .modified()
+        .unwrap();
+    let whole_seconds = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        == 0;
+    std::thread::sleep(Duration::from_millis(if whole_seconds { 2100 } else { 60 }));
+}
+
+#[test]
+fn a_racy_head_is_confirmed_by_a_listing_once_its_tick_is_over() {
+    let (_tmp, r, lock) = replica();
+    r.put(&lock, &[task("a"), task("b")]).unwrap();
+    // Listed right after the write, as a sync run right after `hypertask modify` is.
+    let root = crate::hash::root_hash(&r.rescan().unwrap().hashes);
+    let racy = crate::head::Head::load(&r.data_dir().join("head.json")).unwrap();
+    past_the_racy_window(&r);
+    let other = Replica::open(r.data_dir()).unwrap();
+    assert_eq!(other.trusted_root(), Some(root.clone()));
+    let again = crate::head::Head::load(&r.data_dir().join("head.json")).unwrap();
+    assert!(
+        again.recorded_ns > racy.recorded_ns,
+        "the confirmed head is recorded again, no longer racy"
+    );
+    assert_eq!((again.generation, again.root), (racy.generation, root));
+}
+
+#[test]
+fn a_racy_head_is_not_confirmed_when_someone_else_changed_an_entry_in_its_tick() {
+    type Change = fn(&Replica);
+    let created: Change = |r| {
+        let path = r.task_dir().path_of(&TaskId::new("e").unwrap());
+        fs::write(path, task("e").to_pretty_json()).unwrap();
+    };
+    let replaced: Change = |r| {
+        let tmp = r.task_dir().dir().join(".a.json.elsewhere");
+        let other = Task::from_value(serde_json::json!({"id": "a", "description": "other"}));
+        fs::write(&tmp, other.unwrap().to_pretty_json()).unwrap();
+        fs::rename(&tmp, r.task_dir().path_of(&TaskId::new("a").unwrap())).unwrap();
+    };
+    let removed: Change =
+        |r| fs::remove_file(r.task_dir().path_of(&TaskId::new("b").unwrap())).unwrap();
+    for (what, change) in [
+        ("created", created),
+        ("replaced", replaced),
+        ("removed", removed),
+    ] {
+        let (_tmp, r, lock) = replica();
+        r.put(&lock, &[task("a"), task("b")]).unwrap();
+        let listed = r.rescan().unwrap().hashes;
+        // Another writer changes the directory in the same tick as the head's stamp: recorded
+        // again over the changed directory, the stamp hides the change.
+        change(&r);
+        let path = r.data_dir().join("head.json");
+        let head = crate::head::Head::load(&path).unwrap();
+        let stamp = crate::head::DirStamp::now(r.task_dir().dir()).unwrap();
+        crate::head::Head::new(head.generation, head.root, head.count, stamp).save(&path);
+        past_the_racy_window(&r);
+        let other = Replica::open(r.data_dir()).unwrap();
+        assert_eq!(
+            other.trusted_root(),
+            None,
+            "an entry {what} in the racy tick"
+        );
+        assert_ne!(
+            other.scan().unwrap().hashes,
+            listed,
+            "{what}: the scan lists again"
+        );
+    }
+}
+
 #[test]
 fn a_listing_with_problems_leaves_no_head() {
     let (_tmp, r, _lock) = replica();

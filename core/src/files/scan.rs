@@ -67,7 +67,63 @@ impl TaskDir {
             0 => None,
             g => Some(g),
         };
-        head.trusted(&now, own).then_some(head)
+        if head.trusted(&now, own) {
+            return Some(head);
+        }
+        if head.racy_for(&now) {
+            return self.confirm_racy(path, head);
+        }
+        None
+    }
+
+    /// A head another process recorded within a tick of its own change (its stamp is racy: a
+    /// change by someone else in that same tick would leave the stamp as it is). Trusted when
+    /// that tick is over and the directory's entries are exactly the index's, names and inode
+    /// numbers, read with one listing and no `stat` per file: what a create, removal or rename
+    /// by anyone else would change. The head is then recorded again with today's stamp, which
+    /// is not racy, so later processes trust it at once. This costs a listing, not the `stat`
+    /// of every file that a rescan costs; a change made inside a file in place is not seen
+    /// here, as it is not by any trusted head (`sync --rescan`).
+    #[cfg(unix)]
+    fn confirm_racy(&self, path: &std::path::Path, head: Head) -> Option<Head> {
+        use std::os::unix::fs::DirEntryExt as _;
+        let dir = &self.inner.dir;
+        let (stamp, recorded_ns) = DirStamp::now(dir).ok()?;
+        if !head.racy_for(&stamp) || stamp.racy(recorded_ns) {
+            return None;
+        }
+        let index = self.load_index();
+        if index.generation != head.generation || index.entries.len() != head.count {
+            return None;
+        }
+        let mut listed = 0;
+        for entry in fs::read_dir(dir).ok()? {
+            let entry = entry.ok()?;
+            let name = entry.file_name();
+            // The names a listing reads as tasks (see `rescan`); any other is left out there too.
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if stem.starts_with('.') || TaskId::new(stem).is_err() {
+                continue;
+            }
+            let (known, _) = index.entries.get(stem)?;
+            if known.ino != entry.ino() {
+                return None;
+            }
+            listed += 1;
+        }
+        if listed != index.entries.len() || DirStamp::of(dir).ok()? != stamp {
+            return None;
+        }
+        let head = Head::new(head.generation, head.root, head.count, (stamp, recorded_ns));
+        self.keep_head(path, head.clone());
+        Some(head)
+    }
+
+    #[cfg(not(unix))]
+    fn confirm_racy(&self, _path: &std::path::Path, _head: Head) -> Option<Head> {
+        None
     }
 
     fn scan_from_head(&self) -> Option<Scan> {
