@@ -10,7 +10,7 @@ use mongodb::bson::{doc, Document};
 use mongodb::error::InsertManyError;
 use mongodb::Collection;
 
-use super::version::cas_filter;
+use super::version::cas_or_equal_filter;
 use super::MongoStore;
 use crate::document::{to_document, HASH_FIELD};
 use crate::error::{convert, is_duplicate_key};
@@ -125,10 +125,8 @@ impl MongoStore {
             // Replace only the version that was read (or an equal document, which changes
             // nothing).
             Some(expected) => {
-                let filter = doc! {
-                    "_id": id.as_str(),
-                    "$or": [cas_filter(expected), { HASH_FIELD: new_hash.as_str() }],
-                };
+                let mut filter = doc! { "_id": id.as_str() };
+                filter.extend(cas_or_equal_filter(expected, new_hash.as_str()));
                 let result = coll
                     .replace_one(filter, doc)
                     .await
