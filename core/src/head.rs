@@ -55,16 +55,32 @@ impl DirStamp {
     /// still follow `recorded_ns` unseen. File systems with whole-second timestamps get a
     /// window of two seconds; others (ext4, xfs, btrfs, tmpfs tick in milliseconds) 50 ms.
     pub(crate) fn racy(&self, recorded_ns: i128) -> bool {
+        recorded_ns - self.mtime_ns < self.window_ns()
+    }
+
+    /// How long from `now_ns` until a stamp taken would no longer be racy, where that window
+    /// is the short one; `None` for whole-second timestamps, too long to wait out.
+    pub(crate) fn racy_left(&self, now_ns: i128) -> Option<std::time::Duration> {
+        let window = self.window_ns();
+        if window > SHORT_WINDOW_NS {
+            return None;
+        }
+        let left = (self.mtime_ns + window - now_ns).clamp(0, window);
+        Some(std::time::Duration::from_nanos(u64::try_from(left).ok()?))
+    }
+
+    fn window_ns(&self) -> i128 {
         // Entries change the mtime; the ctime alone (a chmod) says nothing about them.
-        let last = self.mtime_ns;
-        let window = if last % 1_000_000_000 == 0 {
+        if self.mtime_ns % 1_000_000_000 == 0 {
             2_000_000_000
         } else {
-            50_000_000
-        };
-        recorded_ns - last < window
+            SHORT_WINDOW_NS
+        }
     }
 }
+
+/// The racy window of file systems whose timestamps are finer than a second.
+const SHORT_WINDOW_NS: i128 = 50_000_000;
 
 /// The head record, saved next to the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

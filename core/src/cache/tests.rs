@@ -204,16 +204,18 @@ fn a_racy_head_is_not_trusted_by_another_process() {
 /// Waits out the window in which the directory's stamp is racy (50 ms where timestamps are
 /// finer than a second, 2 s where they are whole seconds).
 fn past_the_racy_window(r: &Replica) {
+    let ms = if whole_seconds(r) { 2100 } else { 60 };
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Whether the cache directory's file system keeps whole-second timestamps.
+fn whole_seconds(r: &Replica) -> bool {
     let mtime = fs::metadata(r.task_dir().dir())
         .unwrap()
         .modified()
         .unwrap();
-    let whole_seconds = mtime
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        == 0;
-    std::thread::sleep(Duration::from_millis(if whole_seconds { 2100 } else { 60 }));
+    let since = mtime.duration_since(std::time::UNIX_EPOCH).unwrap();
+    since.subsec_nanos() == 0
 }
 
 #[test]
@@ -232,6 +234,23 @@ fn a_racy_head_is_confirmed_by_a_listing_once_its_tick_is_over() {
         "the confirmed head is recorded again, no longer racy"
     );
     assert_eq!((again.generation, again.root), (racy.generation, root));
+}
+
+#[test]
+fn a_large_cache_waits_out_a_racy_head_instead_of_listing_every_file() {
+    let (_tmp, r, lock) = replica();
+    let tasks: Vec<Task> = (0..5_000).map(|i| task(&format!("t{i}"))).collect();
+    r.put(&lock, &tasks).unwrap();
+    let root = crate::hash::root_hash(&r.rescan().unwrap().hashes);
+    // At once, still within the racy window: a small cache lists (see above), a large one
+    // waits the window out and confirms the head.
+    let other = Replica::open(r.data_dir()).unwrap();
+    if whole_seconds(&r) {
+        // A two-second window is not waited out.
+        assert_eq!(other.trusted_root(), None);
+    } else {
+        assert_eq!(other.trusted_root(), Some(root));
+    }
 }
 
 #[test]

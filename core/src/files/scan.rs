@@ -15,6 +15,10 @@ use crate::hash::{root_of, ContentHash};
 use crate::head::{count_listing, DirStamp, Head};
 use crate::task::TaskId;
 
+/// The task count from which a head still in its racy window is waited out (at most 50 ms)
+/// rather than the directory listed with a `stat` per file (about that long for 5,000 files).
+const WAIT_OUT_FROM_TASKS: usize = 5_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Stamp {
     len: u64,
@@ -78,7 +82,7 @@ impl TaskDir {
 
     /// A head another process recorded within a tick of its own change (its stamp is racy: a
     /// change by someone else in that same tick would leave the stamp as it is). Trusted when
-    /// that tick is over and the directory's entries are exactly the index's, names and inode
+    /// that tick is over (waited out for a large directory) and the directory's entries are exactly the index's, names and inode
     /// numbers, read with one listing and no `stat` per file: what a create, removal or rename
     /// by anyone else would change. The head is then recorded again with today's stamp, which
     /// is not racy, so later processes trust it at once. This costs a listing, not the `stat`
@@ -88,7 +92,16 @@ impl TaskDir {
     fn confirm_racy(&self, path: &std::path::Path, head: Head) -> Option<Head> {
         use std::os::unix::fs::DirEntryExt as _;
         let dir = &self.inner.dir;
-        let (stamp, recorded_ns) = DirStamp::now(dir).ok()?;
+        let (mut stamp, mut recorded_ns) = DirStamp::now(dir).ok()?;
+        if stamp.racy(recorded_ns) {
+            // Still in the tick: for a large directory, waiting out the rest of a short window
+            // costs less than the `stat` of every file (a sync started right after an edit).
+            if head.count < WAIT_OUT_FROM_TASKS {
+                return None;
+            }
+            std::thread::sleep(stamp.racy_left(recorded_ns)?);
+            (stamp, recorded_ns) = DirStamp::now(dir).ok()?;
+        }
         if !head.racy_for(&stamp) || stamp.racy(recorded_ns) {
             return None;
         }
