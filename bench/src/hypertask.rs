@@ -225,13 +225,15 @@ impl Replica {
         Ok(Replica { data, config })
     }
 
-    /// The cache's task directory, as `Replica::open` lays it out.
+    /// The cache's task directory, as `Replica::open` lays it out (index and head record), so
+    /// the bench's edits are written as `hypertask modify` writes them: carrying the head on.
     pub fn tasks(&self) -> TaskDir {
         TaskDir::new(
             self.data.join("tasks"),
             Some(self.data.join("index.json")),
             Durability::default(),
         )
+        .with_head(self.data.join("head.json"))
     }
 
     /// How many task files the cache holds.
