@@ -82,12 +82,13 @@ impl TaskDir {
 
     /// A head another process recorded within a tick of its own change (its stamp is racy: a
     /// change by someone else in that same tick would leave the stamp as it is). Trusted when
-    /// that tick is over (waited out for a large directory) and the directory's entries are exactly the index's, names and inode
-    /// numbers, read with one listing and no `stat` per file: what a create, removal or rename
-    /// by anyone else would change. The head is then recorded again with today's stamp, which
-    /// is not racy, so later processes trust it at once. This costs a listing, not the `stat`
-    /// of every file that a rescan costs; a change made inside a file in place is not seen
-    /// here, as it is not by any trusted head (`sync --rescan`).
+    /// that tick is over (waited out, for a large directory) and the directory's entries are
+    /// exactly the index's, names and inode numbers, read with one listing and no `stat` per
+    /// file: what a create, removal or rename by anyone else changes. The head is then recorded
+    /// again with a stamp that is no longer racy, so later processes trust it at once. This
+    /// costs a listing instead of the `stat` of every file. Not seen, as by any trusted head: a
+    /// change made inside a file in place (or a file removed and created again in place, in
+    /// that same tick, on a reused inode number); `sync --rescan` reads everything.
     #[cfg(unix)]
     fn confirm_racy(&self, path: &std::path::Path, head: Head) -> Option<Head> {
         use std::os::unix::fs::DirEntryExt as _;
