@@ -237,6 +237,23 @@ fn a_racy_head_is_confirmed_by_a_listing_once_its_tick_is_over() {
 }
 
 #[test]
+fn a_sync_whose_flush_outlasts_the_tick_leaves_a_head_that_is_not_racy() {
+    let (_tmp, r, lock) = replica();
+    r.put(&lock, &[task("a")]).unwrap();
+    let _ = r.rescan().unwrap();
+    let dir = r.task_dir();
+    dir.defer_flush();
+    r.put(&lock, &[task("b")]).unwrap();
+    // The head is stamped right after the write; a flush that ends after that tick confirms
+    // it, so the next process trusts it without a listing.
+    past_the_racy_window(&r);
+    assert!(dir.flush().unwrap());
+    let head = crate::head::Head::load(&r.data_dir().join("head.json")).expect("a head");
+    assert!(!head.dir.racy(head.recorded_ns));
+    assert_eq!(head.count, 2);
+}
+
+#[test]
 fn a_large_cache_waits_out_a_racy_head_instead_of_listing_every_file() {
     let (_tmp, r, lock) = replica();
     let tasks: Vec<Task> = (0..5_000).map(|i| task(&format!("t{i}"))).collect();

@@ -83,6 +83,12 @@ impl TaskDir {
         }
         if let (Some(path), Some(head)) = (&self.inner.head_path, head) {
             head.save(path);
+            // The head was stamped right after the last rename: racy for other processes.
+            // When the flush outlasted that tick, confirm it now, so the next sync (a no-op,
+            // most often) trusts it without a listing of its own.
+            if flushed {
+                let _ = self.confirm_racy(path, head, false);
+            }
         }
         Ok(flushed)
     }

@@ -75,14 +75,15 @@ impl TaskDir {
             return Some(head);
         }
         if head.racy_for(&now) {
-            return self.confirm_racy(path, head);
+            let wait = head.count >= WAIT_OUT_FROM_TASKS;
+            return self.confirm_racy(path, head, wait);
         }
         None
     }
 
     /// A head another process recorded within a tick of its own change (its stamp is racy: a
     /// change by someone else in that same tick would leave the stamp as it is). Trusted when
-    /// that tick is over (waited out, for a large directory) and the directory's entries are
+    /// that tick is over (waited out when `wait`) and the directory's entries are
     /// exactly the index's, names and inode numbers, read with one listing and no `stat` per
     /// file: what a create, removal or rename by anyone else changes. The head is then recorded
     /// again with a stamp that is no longer racy, so later processes trust it at once. This
@@ -90,14 +91,19 @@ impl TaskDir {
     /// change made inside a file in place (or a file removed and created again in place, in
     /// that same tick, on a reused inode number); `sync --rescan` reads everything.
     #[cfg(unix)]
-    fn confirm_racy(&self, path: &std::path::Path, head: Head) -> Option<Head> {
+    pub(super) fn confirm_racy(
+        &self,
+        path: &std::path::Path,
+        head: Head,
+        wait: bool,
+    ) -> Option<Head> {
         use std::os::unix::fs::DirEntryExt as _;
         let dir = &self.inner.dir;
         let (mut stamp, mut recorded_ns) = DirStamp::now(dir).ok()?;
         if stamp.racy(recorded_ns) {
             // Still in the tick: for a large directory, waiting out the rest of a short window
             // costs less than the `stat` of every file (a sync started right after an edit).
-            if head.count < WAIT_OUT_FROM_TASKS {
+            if !wait {
                 return None;
             }
             std::thread::sleep(stamp.racy_left(recorded_ns)?);
@@ -136,7 +142,12 @@ impl TaskDir {
     }
 
     #[cfg(not(unix))]
-    fn confirm_racy(&self, _path: &std::path::Path, _head: Head) -> Option<Head> {
+    pub(super) fn confirm_racy(
+        &self,
+        _path: &std::path::Path,
+        _head: Head,
+        _wait: bool,
+    ) -> Option<Head> {
         None
     }
 
