@@ -89,7 +89,7 @@ impl Bucket {
     /// The bucket of `id` at `depth`.
     pub fn of(id: &TaskId, depth: Depth) -> Bucket {
         let digits = id_digits(id);
-        Bucket(digits[..usize::from(depth.0)].to_owned())
+        Bucket(digits.as_str()[..usize::from(depth.0)].to_owned())
     }
 
     /// Parses 1 to 4 lowercase hex digits.
@@ -111,7 +111,7 @@ impl Bucket {
 
     /// Whether `id` falls in this bucket.
     pub fn contains(&self, id: &TaskId) -> bool {
-        id_digits(id).starts_with(&self.0)
+        id_digits(id).as_str().starts_with(&self.0)
     }
 }
 
@@ -143,9 +143,32 @@ impl<'de> Deserialize<'de> for Bucket {
 /// Every non-empty bucket's hash at one depth, by bucket.
 pub type BucketHashes = BTreeMap<Bucket, ContentHash>;
 
-/// The first four hex digits of SHA-256 of `id`: its bucket at every depth.
-fn id_digits(id: &TaskId) -> String {
-    hex::encode(&Sha256::digest(id.as_str().as_bytes())[..2])
+/// The first four hex digits of SHA-256 of `id`: its bucket at every depth. Kept on the
+/// stack: listings compute it for every id.
+struct Digits {
+    prefix: u16,
+    hex: [u8; 4],
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.hex).expect("hex digits")
+    }
+
+    /// The bucket's number at `depth` (its digits read as a number).
+    fn index(&self, depth: Depth) -> usize {
+        usize::from(self.prefix >> (16 - 4 * u32::from(depth.0)))
+    }
+}
+
+fn id_digits(id: &TaskId) -> Digits {
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    let prefix = u16::from_be_bytes([digest[0], digest[1]]);
+    let mut hex = [0u8; 4];
+    for (i, h) in hex.iter_mut().enumerate() {
+        *h = b"0123456789abcdef"[usize::from((prefix >> (12 - 4 * i)) & 0xf)];
+    }
+    Digits { prefix, hex }
 }
 
 /// The hash of every non-empty bucket of `hashes` at `depth`: the root hash of the ids in it.
@@ -162,24 +185,28 @@ fn id_digits(id: &TaskId) -> String {
 /// assert_eq!(buckets[&Bucket::parse("c").unwrap()], root_hash(&hashes));
 /// ```
 pub fn bucket_hashes(hashes: &Hashes, depth: Depth) -> BucketHashes {
-    let mut groups: BTreeMap<Bucket, Vec<(&str, &ContentHash)>> = BTreeMap::new();
+    // One group per bucket number (an empty `Vec` allocates nothing).
+    let mut groups: Vec<Vec<(&str, &ContentHash)>> = vec![Vec::new(); depth.buckets()];
     // The map is in id order, so each group is too: its root streams straight from it.
     for (id, hash) in hashes {
-        groups
-            .entry(Bucket::of(id, depth))
-            .or_default()
-            .push((id.as_str(), hash));
+        groups[id_digits(id).index(depth)].push((id.as_str(), hash));
     }
+    let width = usize::from(depth.0);
     groups
         .into_iter()
-        .map(|(bucket, entries)| (bucket, root_of(entries.into_iter())))
+        .enumerate()
+        .filter(|(_, entries)| !entries.is_empty())
+        .map(|(n, entries)| {
+            let bucket = Bucket(format!("{n:0width$x}"));
+            (bucket, root_of(entries.into_iter()))
+        })
         .collect()
 }
 
 /// Whether `id` falls in one of `buckets` (of any depths).
 pub fn in_any(buckets: &BTreeSet<Bucket>, id: &TaskId) -> bool {
     let digits = id_digits(id);
-    (1..=usize::from(Depth::MAX.0)).any(|d| buckets.contains(&digits[..d]))
+    (1..=usize::from(Depth::MAX.0)).any(|d| buckets.contains(&digits.as_str()[..d]))
 }
 
 /// The entries of `hashes` whose id falls in one of `buckets` (of any depths).

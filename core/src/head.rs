@@ -171,6 +171,7 @@ fn nanos(t: Option<SystemTime>) -> i128 {
 static TASK_READS: AtomicU64 = AtomicU64::new(0);
 static DIR_LISTINGS: AtomicU64 = AtomicU64::new(0);
 static FLUSHES: AtomicU64 = AtomicU64::new(0);
+static INDEX_READS: AtomicU64 = AtomicU64::new(0);
 
 /// How much file work task directories did in this process, for tests that pin what an
 /// operation costs without timing it.
@@ -182,6 +183,8 @@ pub struct IoCounts {
     pub dir_listings: u64,
     /// Flushes of written task files (a `syncfs` on Linux, a round of `fsync`s elsewhere).
     pub flushes: u64,
+    /// Stat indexes read and parsed from disk (not answered from the copy kept in memory).
+    pub index_reads: u64,
 }
 
 /// The counts so far; subtract two readings to count one operation.
@@ -190,6 +193,7 @@ pub fn io_counts() -> IoCounts {
         task_reads: TASK_READS.load(Ordering::Relaxed),
         dir_listings: DIR_LISTINGS.load(Ordering::Relaxed),
         flushes: FLUSHES.load(Ordering::Relaxed),
+        index_reads: INDEX_READS.load(Ordering::Relaxed),
     }
 }
 
@@ -199,6 +203,10 @@ pub(crate) fn count_task_read() {
 
 pub(crate) fn count_listing() {
     DIR_LISTINGS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn count_index_read() {
+    INDEX_READS.fetch_add(1, Ordering::Relaxed);
 }
 
 pub(crate) fn count_flush() {

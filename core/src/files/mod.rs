@@ -89,6 +89,9 @@ struct Inner {
     max_task_bytes: usize,
     /// Writes whose flush waits for [`TaskDir::flush`], shared by clones.
     deferred: Arc<Mutex<Deferred>>,
+    /// The index as this process last read or wrote it, with the stamp of its file then, so
+    /// the passes of one sync parse it once (shared by clones).
+    loaded: Arc<Mutex<Option<scan::Loaded>>>,
 }
 
 /// A read or parse failure of one file.
@@ -136,6 +139,7 @@ impl TaskDir {
                 durability,
                 max_task_bytes: DEFAULT_MAX_TASK_BYTES,
                 deferred: Arc::default(),
+                loaded: Arc::default(),
             }),
         }
     }

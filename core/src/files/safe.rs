@@ -200,11 +200,21 @@ pub fn file_safe_name(name: &str) -> String {
 /// Writes one file atomically: a new file made by [`create_exclusive`] in the same directory,
 /// then a rename over `path` (which replaces a symbolic link there, never writes through it).
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    write_atomic_meta(path, bytes, durable).map(drop)
+}
+
+/// [`write_atomic`], answering the metadata of the file written, taken from its handle after
+/// the rename: what a `stat` of `path` finds until someone replaces it.
+pub(super) fn write_atomic_meta(
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+) -> io::Result<fs::Metadata> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let (tmp, mut f) = create_exclusive(dir, &format!(".{name}.tmp-"))?;
-    let result = (|| -> io::Result<()> {
+    let result = (|| -> io::Result<fs::Metadata> {
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;
@@ -213,7 +223,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
         if durable {
             sync_dir(dir)?;
         }
-        Ok(())
+        f.metadata()
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -83,7 +83,7 @@ impl TaskDir {
             .head_path
             .as_ref()
             .and_then(|_| DirStamp::now(&self.inner.dir).ok());
-        let mut index = self.load_index();
+        let mut index = self.take_index();
         let carried = head.filter(|h| h.generation == index.generation && after.is_some());
         let mut complete = true;
         for (task, stamp) in tasks.iter().zip(stamps) {
@@ -100,7 +100,7 @@ impl TaskDir {
             }
         }
         index.generation += 1;
-        self.save_index(&index);
+        let index = self.save_index(index);
         let Some(path) = &self.inner.head_path else {
             return;
         };

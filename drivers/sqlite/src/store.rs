@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hypertask_core::{
     async_trait, decide, expand_path, Capabilities, ContentHash, Decision, DriverError, DriverInfo,
-    Entry, ErrorKind, Gets, Health, Problem, PutOutcome, Puts, Store, StoreInventory, Stored, Task,
-    TaskId, Version, Write,
+    Entry, ErrorKind, Gets, Hashes, Health, Problem, PutOutcome, Puts, Store, StoreInventory,
+    Stored, Task, TaskId, Version, Write,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
@@ -58,8 +58,18 @@ struct Inner {
     create: bool,
     /// Opened on first use; `None` until then (a read of a missing file opens nothing).
     conn: Mutex<Option<Connection>>,
-    /// The root of what is stored, and the `data_version` it was computed at.
-    root: Mutex<Option<(i64, ContentHash)>>,
+    /// What is stored, as last listed and kept up to date by this store's own writes.
+    known: Mutex<Option<Known>>,
+}
+
+/// The map of what is stored, valid while `PRAGMA data_version` (which moves with every
+/// commit of another connection, never with our own) is `version`.
+#[derive(Debug)]
+struct Known {
+    version: i64,
+    hashes: Hashes,
+    /// The root of `hashes`, computed when first asked after a change.
+    root: Option<ContentHash>,
 }
 
 impl SqliteStore {
@@ -78,7 +88,7 @@ impl SqliteStore {
                 path: expand_path(&config.path),
                 create: config.create,
                 conn: Mutex::new(None),
-                root: Mutex::new(None),
+                known: Mutex::new(None),
             }),
         })
     }
@@ -164,11 +174,16 @@ impl Inner {
         };
         let conn = guard.as_ref().expect("opened");
         let version = Self::data_version(conn).map_err(self.err("reading data_version"))?;
-        let root = self.root.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(root
-            .as_ref()
-            .filter(|(v, _)| *v == version)
-            .map(|(_, r)| r.clone()))
+        let mut known = self.known();
+        Ok(known.as_mut().filter(|k| k.version == version).map(|k| {
+            k.root
+                .get_or_insert_with(|| hypertask_core::root_hash(&k.hashes))
+                .clone()
+        }))
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<Known>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn list(&self) -> Result<StoreInventory, DriverError> {
@@ -211,14 +226,16 @@ impl Inner {
             }
         }
         if inventory.problems.is_empty() {
-            let root = hypertask_core::root_hash(
-                &inventory
-                    .entries
-                    .iter()
-                    .map(|(id, e)| (id.clone(), e.hash.clone()))
-                    .collect(),
-            );
-            *self.root.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, root));
+            let hashes: Hashes = inventory
+                .entries
+                .iter()
+                .map(|(id, e)| (id.clone(), e.hash.clone()))
+                .collect();
+            *self.known() = Some(Known {
+                version,
+                root: Some(hypertask_core::root_hash(&hashes)),
+                hashes,
+            });
         }
         Ok(inventory)
     }
@@ -286,7 +303,7 @@ impl Inner {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.err(what))?;
         let mut puts = Puts::new();
-        let mut wrote = false;
+        let mut wrote = Vec::new();
         {
             let mut read = tx
                 .prepare_cached("SELECT hash, rev FROM tasks WHERE id = ?1")
@@ -338,17 +355,27 @@ impl Inner {
                         write
                             .execute(params![id.as_str(), w.hash.as_str(), rev, body])
                             .map_err(self.err(what))?;
-                        wrote = true;
+                        wrote.push((id.clone(), w.hash.clone()));
                         PutOutcome::Written(Version::new(rev.to_string()))
                     }
                 };
                 puts.insert(id, Ok(outcome));
             }
         }
+        // Read before the commit: a commit by another connection since the map was listed
+        // moves it, and the map is then no longer ours to mend.
+        let version = Self::data_version(&tx).map_err(self.err(what))?;
         tx.commit().map_err(self.err(what))?;
-        if wrote {
-            // Our own commits leave data_version as it was: drop the root ourselves.
-            *self.root.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if !wrote.is_empty() {
+            // Our own commits leave data_version as it is: the map follows them here.
+            let mut known = self.known();
+            match known.as_mut().filter(|k| k.version == version) {
+                Some(k) => {
+                    k.hashes.extend(wrote);
+                    k.root = None;
+                }
+                None => *known = None,
+            }
         }
         Ok(puts)
     }

@@ -1,5 +1,5 @@
-//! What the sqlite store does beyond the conformance suite: its root without a listing, and
-//! another process's commit noticed.
+//! What the sqlite store does beyond the conformance suite: its root without a listing (kept
+//! across its own writes), and another process's commit noticed.
 
 use hypertask_core::{root_hash, Driver, Listing, Store, StoreDriver, Task, Write};
 use hypertask_driver_sqlite::{SqliteConfig, SqliteStore};
@@ -10,7 +10,7 @@ fn task(id: &str, d: &str) -> Task {
 }
 
 #[tokio::test]
-async fn the_root_is_kept_until_anyone_writes() {
+async fn the_root_is_kept_across_own_writes_until_another_connection_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("server.sqlite3");
     let a = SqliteStore::new("db", &SqliteConfig::new(&path)).unwrap();
@@ -22,13 +22,9 @@ async fn the_root_is_kept_until_anyone_writes() {
     assert!(!path.exists(), "a read creates nothing");
 
     a.put(vec![Write::new(task("x", "1"), None)]).await.unwrap();
-    assert_eq!(
-        a.root().await.unwrap(),
-        None,
-        "its own write drops the root"
-    );
+    assert_eq!(a.root().await.unwrap(), None, "never listed: no root known");
     let listed = a.list().await.unwrap();
-    let hashes = listed
+    let mut hashes: hypertask_core::Hashes = listed
         .entries
         .iter()
         .map(|(id, e)| (id.clone(), e.hash.clone()))
@@ -41,11 +37,33 @@ async fn the_root_is_kept_until_anyone_writes() {
         Listing::Unchanged
     ));
 
+    // Its own writes keep it: the listed map follows them, and the root is theirs.
+    let z = task("z", "3");
+    a.put(vec![Write::new(z.clone(), None)]).await.unwrap();
+    hashes.insert(z.id().clone(), z.hash());
+    assert_eq!(a.root().await.unwrap(), Some(root_hash(&hashes)));
+
     // Another connection's commit: the kept root is not trusted any more.
     let _ = b.list().await.unwrap();
     b.put(vec![Write::new(task("y", "2"), None)]).await.unwrap();
     assert_eq!(a.root().await.unwrap(), None);
-    assert_eq!(a.list().await.unwrap().entries.len(), 2);
+    assert_eq!(a.list().await.unwrap().entries.len(), 3);
+    // Nor after its own next write: the map it kept misses the other's.
+    a.put(vec![Write::new(task("w", "4"), None)]).await.unwrap();
+    let _ = b.put(vec![Write::new(task("v", "5"), None)]).await.unwrap();
+    assert_eq!(a.root().await.unwrap(), None);
+    let listed = a.list().await.unwrap();
+    assert_eq!(listed.entries.len(), 5);
+    assert_eq!(
+        a.root().await.unwrap(),
+        Some(root_hash(
+            &listed
+                .entries
+                .iter()
+                .map(|(id, e)| (id.clone(), e.hash.clone()))
+                .collect()
+        ))
+    );
 }
 
 #[test]

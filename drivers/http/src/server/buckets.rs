@@ -27,7 +27,7 @@ pub(super) async fn buckets(State(st): Shared, headers: HeaderMap) -> Response {
         depth: grouped.depth,
         buckets: grouped.hashes.clone(),
     };
-    hashes_answer(&st, Json(doc).into_response(), &snapshot.root)
+    hashes_answer(&st, Json(doc).into_response(), snapshot.root())
 }
 
 /// `GET /hashes?buckets=<prefix>,…`: the entries of those buckets (one depth, at most
@@ -49,13 +49,13 @@ pub(super) async fn filtered(st: &AppState, headers: &HeaderMap, list: &str) -> 
             .flatten()
             .filter_map(|id| snapshot.hashes.get_key_value(id))
             .collect();
-        return hashes_answer(st, Json(hashes).into_response(), &snapshot.root);
+        return hashes_answer(st, Json(hashes).into_response(), snapshot.root());
     }
     // A client that learnt another depth from an earlier answer: filter the whole map, off
     // the reactor (a SHA-256 per id).
     let all = snapshot.clone();
     match tokio::task::spawn_blocking(move || in_buckets(&all.hashes, &asked)).await {
-        Ok(hashes) => hashes_answer(st, Json(hashes).into_response(), &snapshot.root),
+        Ok(hashes) => hashes_answer(st, Json(hashes).into_response(), snapshot.root()),
         Err(e) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("filtering the listing failed: {e}"),

@@ -473,6 +473,10 @@ async fn resolve_one(
     };
     let task = answer.map_err(|e| ApiError::task(&e))?;
     finish_writes(&st, wrote).await?;
+    if wrote {
+        st.snapshots
+            .apply(vec![(id, task.as_ref().map(Task::hash))]);
+    }
     Ok(Json(SingleAnswer { server_state: task }))
 }
 
@@ -531,9 +535,13 @@ async fn resolve_batch(State(st): Shared, body: Body) -> Result<Json<BatchAnswer
         .resolve(batch)
         .await
         .map_err(|e| ApiError::store(&e))?;
+    let mut stored = Vec::with_capacity(answers.len());
     for (id, result) in answers {
         match result {
             Ok(task) => {
+                if wrote {
+                    stored.push((id.clone(), task.as_ref().map(Task::hash)));
+                }
                 answer.server_states.insert(id.to_string(), task);
             }
             Err(e) => {
@@ -549,6 +557,7 @@ async fn resolve_batch(State(st): Shared, body: Body) -> Result<Json<BatchAnswer
         }
     }
     finish_writes(&st, wrote).await?;
+    st.snapshots.apply(stored);
     Ok(Json(answer))
 }
 
