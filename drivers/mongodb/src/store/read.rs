@@ -1,6 +1,6 @@
 //! Listing and reading tasks: `{_id, hash, bucket}` for a listing (documents without a hash are
-//! read whole), a range query on `bucket` per bucket for some buckets' entries, `$in` lists for a few ids
-//! and one unfiltered `find` for most of the collection.
+//! read whole), a range query on `bucket` per bucket for some buckets' entries, `$in` lists for
+//! a few ids and one unfiltered `find` for most of the collection.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
