@@ -108,8 +108,14 @@ impl Daemon {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new("git")
-            .arg("daemon")
+        // The daemon program itself, not `git daemon`: that runs it as a child of its own,
+        // which killing `git` would leave running.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git runs");
+        let exec_path = String::from_utf8(exec_path.stdout).expect("a path");
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg("--enable=receive-pack")
