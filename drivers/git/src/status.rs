@@ -22,8 +22,8 @@ use crate::worktree::{OnDisk, SKIP_WORKTREE};
 /// The stage bits of an index entry's flags (non-zero: a merge conflict).
 const STAGE_MASK: u16 = 0x3000;
 /// Fewest tracked files one thread compares, below which another thread does not pay for
-/// itself (git's `core.preloadIndex` uses 500; a thread costs about what 50 `lstat`s do).
-const FILES_PER_THREAD: usize = 2_000;
+/// itself (as git's `core.preloadIndex`; a thread costs about what 50 `lstat`s do).
+const FILES_PER_THREAD: usize = 500;
 /// Most threads the comparison uses (it waits on the kernel's directory cache, which scales
 /// with cores only so far).
 const MAX_THREADS: usize = 4;
