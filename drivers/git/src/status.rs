@@ -394,7 +394,11 @@ mod tests {
             mtime: IndexTime::new(n as i32 + 2, n + 3),
             dev: 7,
             ino: n + 4,
-            mode: if n % 20 == 0 { 0o100755 } else { 0o100644 },
+            mode: if n.is_multiple_of(20) {
+                0o100755
+            } else {
+                0o100644
+            },
             uid: 1,
             gid: 2,
             file_size: n + 5,

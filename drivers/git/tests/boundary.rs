@@ -237,19 +237,7 @@ async fn the_recorded_root_never_hides_a_change() {
             .unwrap()
             .map(|t| t.description().to_owned())
     };
-    let newer = |id: &str, d: &str| {
-        let mut t = Replica::open(&data)
-            .unwrap()
-            .get(&hypertask_core::TaskId::new(id).unwrap())
-            .unwrap()
-            .unwrap();
-        t.edit(
-            &[hypertask_core::Change::Set("description".into(), json!(d))],
-            chrono::Utc::now(),
-        )
-        .unwrap();
-        t.to_pretty_json()
-    };
+    let newer = |id: &str, d: &str| edited(&data, id, d);
     let clone = dir.join("a");
 
     // An edit by hand, not committed.
