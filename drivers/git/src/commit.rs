@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use git2::{Commit, ObjectType, Oid, Signature, Status, StatusOptions};
+use git2::{Commit, ObjectType, Oid, Signature};
 use hypertask_core::{DriverError, TaskId};
 
 use crate::error;
 use crate::repo::{parse_task, Session};
-use crate::tree::{self, task_id_of_path, RawEntry, MODE_BLOB, TASKS_DIR};
+use crate::tree::{self, RawEntry, MODE_BLOB};
 use crate::worktree::{stat_entry, OnDisk};
 
 /// From how many new blobs a commit stores them as one pack (git's `transfer.unpackLimit`).
@@ -67,20 +67,24 @@ pub(crate) struct Committed {
 }
 
 impl Session<'_> {
-    /// Commits the task files in `written`, with `hand_edits` also any other valid task file
-    /// edited in the working tree and not yet committed. Files that are not valid tasks are
-    /// never committed.
+    /// Commits the task files in `written` and those edited by hand in the working tree and
+    /// not yet committed: `hand_edited` when this sync's pass over the working tree found
+    /// them already, else found by a pass now. Files that are not valid tasks are never
+    /// committed.
     pub(crate) fn commit(
         &self,
         written: &[TaskId],
-        hand_edits: bool,
+        hand_edited: Option<Vec<TaskId>>,
     ) -> Result<Committed, DriverError> {
         let mut ids: BTreeSet<TaskId> = written.iter().cloned().collect();
         let mut by_hand = false;
-        if hand_edits {
-            for id in self.edited_by_hand()? {
-                by_hand |= ids.insert(id);
-            }
+        let hand_edited = match hand_edited {
+            Some(ids) => ids,
+            // Also the files a sync killed before its commit wrote.
+            None => self.tasks_status()?.changed,
+        };
+        for id in hand_edited {
+            by_hand |= ids.insert(id);
         }
         let mut done = Committed {
             made: false,
@@ -257,30 +261,6 @@ impl Session<'_> {
                 .map_err(self.git(format!("cannot record {id} in the index")))?;
         }
         index.write().map_err(self.git("cannot write the index"))
-    }
-
-    /// The valid task files of the working tree that differ from the index (new, edited, or
-    /// of another type): those edited by hand, and those a sync killed before its commit
-    /// wrote. Untracked directories are looked into, since before the first commit all of
-    /// `tasks/` is one.
-    fn edited_by_hand(&self) -> Result<Vec<TaskId>, DriverError> {
-        let mut opts = StatusOptions::new();
-        opts.include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .exclude_submodules(true)
-            .pathspec(format!("{TASKS_DIR}/"));
-        let statuses = self
-            .repo
-            .statuses(Some(&mut opts))
-            .map_err(self.git("cannot read the working tree's status"))?;
-        Ok(statuses
-            .iter()
-            .filter(|e| {
-                e.status()
-                    .intersects(Status::WT_NEW | Status::WT_MODIFIED | Status::WT_TYPECHANGE)
-            })
-            .filter_map(|e| task_id_of_path(e.path()?))
-            .collect())
     }
 
     /// The commit author: the configured one, else git's `user.name`/`user.email`, else

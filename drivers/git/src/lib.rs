@@ -36,6 +36,7 @@ mod integrate;
 mod preview;
 mod repo;
 mod root;
+mod status;
 mod store;
 mod transport;
 mod tree;

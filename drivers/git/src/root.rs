@@ -9,27 +9,46 @@
 //! find) — so the record is what a listing would find. Anything else (a fetch that moved the branch, an edit by hand, a
 //! commit made with plain git) makes the caller list.
 
-use std::collections::{HashMap, HashSet};
-use std::time::SystemTime;
-
-use git2::{IndexEntry, Oid};
+use git2::Oid;
 use hypertask_core::{root_hash, ContentHash, DriverError, Hashes, TaskId};
 
 use crate::repo::Session;
-use crate::tree::{task_id_of_name, MODE_EXECUTABLE, TASKS_DIR};
-use crate::worktree::{OnDisk, SKIP_WORKTREE};
-
-/// The stage bits of an index entry's flags (non-zero: a merge conflict).
-const STAGE_MASK: u16 = 0x3000;
+use crate::status::TasksStatus;
 
 /// Where the record lives, inside the clone's `.git`.
 const RECORD: &str = "hypertask-root";
 /// The record's format; a different one is ignored.
 const FORMAT: &str = concat!("hypertask-root v2 ", env!("CARGO_PKG_VERSION"));
 
-impl Session<'_> {
+/// What [`Session::recorded_root`] found.
+#[derive(Debug, Default)]
+pub(crate) struct RootCheck {
     /// The recorded listing and its root, when they still describe the clone.
-    pub(crate) fn recorded_root(&self) -> Result<Option<(ContentHash, Hashes)>, DriverError> {
+    pub(crate) recorded: Option<(ContentHash, Hashes)>,
+    /// The pass over the working tree, when one was made: a writing sync passes it on to
+    /// its commit, which then need not look at every file again.
+    pub(crate) status: Option<TasksStatus>,
+}
+
+impl Session<'_> {
+    /// The recorded listing and its root, when they still describe the clone. The working
+    /// tree is compared with the index when the record is otherwise valid, and with
+    /// `look_anyway` also when it is not (a writing sync commits, and its commit needs the
+    /// task files edited by hand).
+    pub(crate) fn recorded_root(&self, look_anyway: bool) -> Result<RootCheck, DriverError> {
+        let record = self.read_record()?;
+        if record.is_none() && !look_anyway {
+            return Ok(RootCheck::default());
+        }
+        let status = self.tasks_status()?;
+        Ok(RootCheck {
+            recorded: record.filter(|_| status.is_clean()),
+            status: Some(status),
+        })
+    }
+
+    /// The record, when it is well formed and names the branch's current tree.
+    fn read_record(&self) -> Result<Option<(ContentHash, Hashes)>, DriverError> {
         let Ok(text) = std::fs::read_to_string(self.record_path()) else {
             return Ok(None);
         };
@@ -54,10 +73,7 @@ impl Session<'_> {
             };
             listed.insert(id, hash);
         }
-        if root_hash(&listed) != root || !self.tasks_clean()? {
-            return Ok(None);
-        }
-        Ok(Some((root, listed)))
+        Ok((root_hash(&listed) == root).then_some((root, listed)))
     }
 
     /// Records `listed` as the root of the branch's current tree. Best effort: a record that
@@ -85,115 +101,5 @@ impl Session<'_> {
 
     fn head_tree(&self) -> Result<Option<Oid>, DriverError> {
         Ok(self.head()?.map(|c| c.tree_id()))
-    }
-
-    /// Whether no task file under `tasks/` differs from the index (edited, added, removed,
-    /// replaced by something else): what `git status` would say of them, found the way git
-    /// finds it — one `lstat` per file compared with the metadata the index recorded, and the
-    /// content hashed only where that metadata differs or is racy (the file changed in the
-    /// same timestamp tick as the index was written). libgit2's own status pass does the same
-    /// work at about twice the cost, and it was most of a sync with nothing to do. Names in
-    /// `tasks/` that are not task files cannot change a listing and are not looked at.
-    fn tasks_clean(&self) -> Result<bool, DriverError> {
-        let index = self
-            .repo
-            .index()
-            .map_err(self.git("cannot read the index"))?;
-        let Ok(index_meta) = std::fs::metadata(self.workdir().join(".git").join("index")) else {
-            return Ok(false);
-        };
-        let index_time = index_meta.modified().ok();
-        let prefix = format!("{TASKS_DIR}/");
-        let mut tracked: HashMap<Vec<u8>, IndexEntry> = HashMap::new();
-        let mut hidden: HashSet<Vec<u8>> = HashSet::new();
-        for e in index.iter() {
-            let Some(name) = e.path.strip_prefix(prefix.as_bytes()) else {
-                continue;
-            };
-            if task_id_of_name(name).is_none() {
-                continue;
-            }
-            if e.flags & STAGE_MASK != 0 {
-                // A conflict left by plain git: not clean.
-                return Ok(false);
-            }
-            if e.flags_extended & SKIP_WORKTREE != 0 {
-                hidden.insert(name.to_vec());
-            } else {
-                tracked.insert(name.to_vec(), e);
-            }
-        }
-        let dir = self.workdir().join(TASKS_DIR);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(_) => return Ok(tracked.is_empty()),
-        };
-        for entry in entries {
-            let Ok(entry) = entry else {
-                return Ok(false);
-            };
-            let name = entry.file_name();
-            let name = name.as_encoded_bytes();
-            if task_id_of_name(name).is_none() {
-                continue;
-            }
-            match tracked.remove(name) {
-                Some(e) => {
-                    if !self.unchanged(&e, &entry, index_time)? {
-                        return Ok(false);
-                    }
-                }
-                // Kept out of the working tree (skip-worktree): git does not look at it.
-                None if hidden.contains(name) => {}
-                // Untracked.
-                None => return Ok(false),
-            }
-        }
-        // What is left was deleted.
-        Ok(tracked.is_empty())
-    }
-
-    /// Whether the file of directory entry `entry` still holds what index entry `e` records.
-    fn unchanged(
-        &self,
-        e: &IndexEntry,
-        entry: &std::fs::DirEntry,
-        index_time: Option<SystemTime>,
-    ) -> Result<bool, DriverError> {
-        // The entry's own metadata: a symbolic link is not followed, and the `stat` is made
-        // relative to the open directory instead of walking the whole path each time.
-        let Ok(meta) = entry.metadata() else {
-            return Ok(false);
-        };
-        if !meta.file_type().is_file() {
-            return Ok(false);
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt as _;
-            let executable = meta.mode() & 0o111 != 0;
-            if executable != (e.mode == MODE_EXECUTABLE as u32) {
-                return Ok(false);
-            }
-            let mtime = (meta.mtime() as i32, meta.mtime_nsec() as u32);
-            let same = meta.len() as u32 == e.file_size
-                && mtime == (e.mtime.seconds(), e.mtime.nanoseconds())
-                && (meta.ctime() as i32, meta.ctime_nsec() as u32)
-                    == (e.ctime.seconds(), e.ctime.nanoseconds())
-                && meta.ino() as u32 == e.ino;
-            let racy = index_time.is_none_or(|t| {
-                let file = SystemTime::UNIX_EPOCH
-                    + std::time::Duration::new(meta.mtime().max(0) as u64, mtime.1);
-                file >= t
-            });
-            if same && !racy {
-                return Ok(true);
-            }
-        }
-        // The metadata cannot tell: compare the content, as git does.
-        match self.on_disk(&entry.path()) {
-            OnDisk::File(bytes) => Ok(self.hash(&bytes)? == e.id),
-            _ => Ok(false),
-        }
     }
 }

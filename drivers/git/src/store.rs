@@ -55,6 +55,11 @@ struct SyncState {
     listed: Option<Hashes>,
     /// `root` found the recorded root valid (nothing changed) and nothing was written since.
     clean: bool,
+    /// The task files `root`'s pass over the working tree found edited by hand (new, edited
+    /// or replaced), committed by `finish` without looking at every file again; `None` when
+    /// no pass was made. An edit made after that pass is committed by the next sync, whose
+    /// pass finds it (the record of the root is only used while nothing differs).
+    hand_edited: Option<Vec<TaskId>>,
 }
 
 impl GitStore {
@@ -185,17 +190,20 @@ impl Store for GitStore {
                 return Ok(Some(root_hash(listed)));
             }
         }
-        let recorded = self
-            .run("root", |session, _| session.recorded_root())
+        let writing = access == Access::Write;
+        let check = self
+            .run("root", move |session, _| session.recorded_root(writing))
             .await?;
-        Ok(recorded.map(|(root, listed)| {
-            if access == Access::Write {
-                let mut s = self.state();
+        let root = check.recorded.as_ref().map(|(root, _)| root.clone());
+        if writing {
+            let mut s = self.state();
+            s.hand_edited = check.status.map(|status| status.changed);
+            if let Some((_, listed)) = check.recorded {
                 s.clean = true;
                 s.listed = Some(listed);
             }
-            root
-        }))
+        }
+        Ok(root)
     }
 
     async fn list(&self) -> Result<StoreInventory, DriverError> {
@@ -373,7 +381,7 @@ impl Store for GitStore {
                 // The recorded root said nothing changed, and nothing was written since.
                 Committed::default()
             } else {
-                session.commit(&staged, true)?
+                session.commit(&staged, state.hand_edited)?
             };
             // Files written that the commit did not need (or none) are flushed all the same.
             session

@@ -35,8 +35,17 @@ pub(crate) fn task_id_of_path(path: &str) -> Option<TaskId> {
 /// The task id of a file name `<id>.json` (ids are ASCII letters, digits, `_` and `-`, so a
 /// name that passes can never be `..`, `.git` or hold a separator).
 pub(crate) fn task_id_of_name(name: &[u8]) -> Option<TaskId> {
-    let stem = std::str::from_utf8(name).ok()?.strip_suffix(".json")?;
-    TaskId::new(stem).ok()
+    TaskId::new(task_stem(name)?).ok()
+}
+
+/// Whether `name` is a task file's name, `<id>.json` (as [`task_id_of_name`], without
+/// making the id).
+pub(crate) fn is_task_name(name: &[u8]) -> bool {
+    task_stem(name).is_some_and(TaskId::is_valid)
+}
+
+fn task_stem(name: &[u8]) -> Option<&str> {
+    std::str::from_utf8(name.strip_suffix(b".json")?).ok()
 }
 
 /// One entry of a tree object.
@@ -183,6 +192,7 @@ mod tests {
     #[test]
     fn only_plain_task_names_are_task_files() {
         assert!(task_id_of_name(b"abc-1_x.json").is_some());
+        assert!(is_task_name(b"abc-1_x.json"));
         for bad in [
             &b"..json"[..],
             b"../x.json",
@@ -194,6 +204,7 @@ mod tests {
             b"\xff.json",
         ] {
             assert!(task_id_of_name(bad).is_none(), "{bad:?}");
+            assert!(!is_task_name(bad), "{bad:?}");
         }
         assert!(task_id_of_path("tasks/x.json").is_some());
         assert!(task_id_of_path("tasks/sub/x.json").is_none());

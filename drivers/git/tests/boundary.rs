@@ -237,19 +237,7 @@ async fn the_recorded_root_never_hides_a_change() {
             .unwrap()
             .map(|t| t.description().to_owned())
     };
-    let newer = |id: &str, d: &str| {
-        let mut t = Replica::open(&data)
-            .unwrap()
-            .get(&hypertask_core::TaskId::new(id).unwrap())
-            .unwrap()
-            .unwrap();
-        t.edit(
-            &[hypertask_core::Change::Set("description".into(), json!(d))],
-            chrono::Utc::now(),
-        )
-        .unwrap();
-        t.to_pretty_json()
-    };
+    let newer = |id: &str, d: &str| edited(&data, id, d);
     let clone = dir.join("a");
 
     // An edit by hand, not committed.
@@ -287,5 +275,89 @@ async fn the_recorded_root_never_hides_a_change() {
     sync_with(&other, dir, "b", &remote, false).await;
     sync_with(&data, dir, "a", &remote, false).await;
     assert_eq!(cached("four").as_deref(), Some("4"));
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+}
+
+/// A task file's content as an editor would leave it: the cached task with `description`
+/// set now (so it is the newer side of the merge).
+fn edited(data: &Path, id: &str, description: &str) -> Vec<u8> {
+    let mut t = Replica::open(data)
+        .unwrap()
+        .get(&hypertask_core::TaskId::new(id).unwrap())
+        .unwrap()
+        .unwrap();
+    t.edit(
+        &[hypertask_core::Change::Set(
+            "description".into(),
+            json!(description),
+        )],
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    t.to_pretty_json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_edits_found_by_one_pass_are_committed_with_the_sync_and_status_stays_clean() {
+    // Enough task files for the pass over the working tree to share its `lstat`s between
+    // threads: edits at both ends of the listing land in different threads' shares.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let remote = bare(dir, "remote.git");
+    let data = dir.join("data");
+    let tasks: Vec<Task> = (0..1100)
+        .map(|i| task(&format!("t{i:04}"), &format!("task {i}")))
+        .collect();
+    put_local(&data, &tasks);
+    sync_with(&data, dir, "a", &remote, false).await;
+    let clone = dir.join("a");
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+    let commits = commit_count(&remote);
+
+    // Right after that sync (in the same second as its index write): an edit in place of
+    // the same size, an edit that changes the size, a task file added by hand; and a change
+    // made in the cache, which the sync writes.
+    let last = clone.join("tasks/t1099.json");
+    let same_size = edited(&data, "t1099", "TASK 1099");
+    assert_eq!(
+        same_size.len() as u64,
+        std::fs::metadata(&last).unwrap().len()
+    );
+    std::fs::write(&last, &same_size).unwrap();
+    std::fs::write(
+        clone.join("tasks/t0000.json"),
+        edited(&data, "t0000", "task zero, longer now"),
+    )
+    .unwrap();
+    std::fs::write(
+        clone.join("tasks/added.json"),
+        task("added", "typed in an editor").to_pretty_json(),
+    )
+    .unwrap();
+    let cached = edited(&data, "t0500", "changed in the cache");
+    let cached = Task::from_value(serde_json::from_slice(&cached).unwrap()).unwrap();
+    put_local(&data, &[cached]);
+    sync_with(&data, dir, "a", &remote, false).await;
+
+    // One commit holds all four, and plain git finds nothing left to commit.
+    assert_eq!(commit_count(&remote), commits + 1);
+    let subject = git(&remote, &["log", "-1", "--format=%s", "main"]);
+    assert!(
+        subject.starts_with("hypertask: 4 tasks changed on "),
+        "{subject}"
+    );
+    let committed = |id: &str| git(&remote, &["show", &format!("main:tasks/{id}.json")]);
+    assert!(committed("t1099").contains("TASK 1099"));
+    assert!(committed("t0000").contains("task zero, longer now"));
+    assert!(committed("added").contains("typed in an editor"));
+    assert!(committed("t0500").contains("changed in the cache"));
+    assert_eq!(
+        git(&clone, &["status", "--porcelain", "--untracked-files=all"]),
+        ""
+    );
+
+    // The next sync has nothing to do: no commit.
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(commit_count(&remote), commits + 1);
     assert_eq!(git(&clone, &["status", "--porcelain"]), "");
 }
