@@ -8,7 +8,7 @@ use std::io::{self, Read as _};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::safe::{not_regular, too_large_message, write_atomic_meta};
 use super::{FileProblem, Scan, TaskDir};
@@ -20,7 +20,7 @@ use crate::task::TaskId;
 /// rather than the directory listed with a `stat` per file (about that long for 5,000 files).
 const WAIT_OUT_FROM_TASKS: usize = 5_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub(super) struct Stamp {
     len: u64,
     mtime_ns: i128,
@@ -32,7 +32,8 @@ pub(super) struct Stamp {
     ino: u64,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// Read from JSON only as earlier versions wrote it; written by [`Index::encode`].
+#[derive(Debug, Default, Clone, Deserialize)]
 pub(super) struct Index {
     /// Bumped by every change; a head describes one generation.
     #[serde(default)]
@@ -52,6 +53,11 @@ pub(super) struct Loaded {
 const INDEX_FORMAT: &str = "hypertask-stat-index-2";
 
 impl Index {
+    /// Whether `head` was recorded for this very index (its generation and size).
+    fn describes(&self, head: &Head) -> bool {
+        self.generation == head.generation && self.entries.len() == head.count
+    }
+
     pub(super) fn root(&self) -> ContentHash {
         root_of(self.entries.iter().map(|(id, (_, h))| (id.as_str(), h)))
     }
@@ -185,7 +191,7 @@ impl TaskDir {
             return None;
         }
         let index = self.load_index();
-        if index.generation != head.generation || index.entries.len() != head.count {
+        if !index.describes(&head) {
             return None;
         }
         // Looked up by hash: the listing comes in the file system's order, not the index's.
@@ -231,7 +237,7 @@ impl TaskDir {
     fn scan_from_head(&self) -> Option<Scan> {
         let head = self.trusted_head()?;
         let index = self.load_index();
-        if index.generation != head.generation || index.entries.len() != head.count {
+        if !index.describes(&head) {
             return None;
         }
         let mut scan = Scan::default();
