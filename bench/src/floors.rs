@@ -106,9 +106,6 @@ pub fn file_floors(
             let start = Instant::now();
             dir.write_batch(tasks)?;
             samples.push(start.elapsed().as_secs_f64());
-            if run + 1 < r {
-                std::fs::remove_dir_all(dir.dir())?;
-            }
         }
         rec.record(&key, n, Outcome::Samples(samples));
     }
@@ -122,7 +119,6 @@ pub fn file_floors(
         let dst = root.join(format!("cp-{run}"));
         sync_all();
         samples.push(timed(Command::new("cp").arg("-r").arg(&src).arg(&dst))?);
-        std::fs::remove_dir_all(&dst)?;
     }
     rec.record("floor/cp", n, Outcome::Samples(samples));
 
@@ -199,10 +195,7 @@ fn git_floors(
         commit.push(a + c);
         push.push(p);
         total.push(a + c + p);
-        if let Some((b, w)) = last.replace((bare, work)) {
-            std::fs::remove_dir_all(b)?;
-            std::fs::remove_dir_all(w)?;
-        }
+        last = Some((bare, work));
     }
     rec.record("floor/git-commit", n, Outcome::Samples(commit));
     rec.record("floor/git-push", n, Outcome::Samples(push));
@@ -215,7 +208,6 @@ fn git_floors(
         let dst = root.join(format!("git-clone-{run}"));
         sync_all();
         clone.push(timed(git(root).args(["clone", "-q"]).arg(&bare).arg(&dst))?);
-        std::fs::remove_dir_all(&dst)?;
     }
     rec.record("floor/git-clone", n, Outcome::Samples(clone));
 

@@ -241,6 +241,14 @@ fn main() -> Result<()> {
         log: args.log.clone(),
         rt: rt.handle().clone(),
     };
+    // Nothing a run writes is removed before the whole benchmark ends (dropping `scratch`):
+    // ext4 makes every file created in the minutes after a large deletion pay for it. Its
+    // inode allocator passes over inodes freed in the last 60 s (300 s while their inode
+    // table block is unwritten), looking each one's block up (`recently_deleted` under
+    // `ext4_create`, a third of a new replica's samples in `perf`), so removing one row's
+    // 10,000 files made the file-creating rows measured after it up to 10× slower than those
+    // before it, and a row's ratio to its floor said more about the order of the removals
+    // than about the code. A run with --large keeps about 20 GB until the end.
     let scratch = match &args.work_dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -343,7 +351,6 @@ fn main() -> Result<()> {
         if peer && (n < 100_000 || args.large || args.sizes.is_some()) {
             bench.tc_rows(&mut rec)?;
         }
-        std::fs::remove_dir_all(&root)?;
     }
     if let Ok((_, client)) = &mongo {
         let _ = rt.block_on(async { client.database(&mongo_db).drop().await });

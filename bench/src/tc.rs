@@ -181,10 +181,7 @@ impl Bench<'_> {
                 Ok(t) => samples.push(t),
                 Err(e) => return self.tc_failed(rec, "tc/initial", e),
             }
-            std::fs::remove_dir_all(&a)?;
-            if let Some(old) = server.replace(srv) {
-                std::fs::remove_dir_all(old)?;
-            }
+            server = Some(srv);
         }
         rec.record("tc/initial", n, Outcome::Samples(samples));
         let srv = server.expect("at least one run");
@@ -205,9 +202,7 @@ impl Bench<'_> {
                 let why = format!("pulled {have} of {n} tasks");
                 return self.tc_failed(rec, "tc/pull", RunError::Fail(why));
             }
-            if let Some(old) = last.replace(b) {
-                std::fs::remove_dir_all(old)?;
-            }
+            last = Some(b);
         }
         rec.record("tc/pull", n, Outcome::Samples(samples));
         let b = last.expect("at least one run");
@@ -233,7 +228,6 @@ impl Bench<'_> {
             }
         }
         rec.record("tc/incr", n, Outcome::Samples(samples));
-        std::fs::remove_dir_all(&root)?;
         Ok(())
     }
 
