@@ -17,6 +17,7 @@ use crate::config::GitConfig;
 use crate::error;
 use crate::preview::Preview;
 use crate::repo::{parse_task, Session, WorkingClone};
+use crate::root::Record;
 use crate::tree::task_rel_path;
 use crate::KIND;
 
@@ -53,6 +54,9 @@ struct SyncState {
     /// Every task's hash as last listed in this writing sync (kept up to date by `put`), when
     /// the listing had no problems: recorded by `finish` as the root of what it committed.
     listed: Option<Hashes>,
+    /// The record `root` found valid, its listing not read yet (`listed` takes it over when
+    /// the sync needs it).
+    record: Option<Record>,
     /// `root` found the recorded root valid (nothing changed) and nothing was written since.
     clean: bool,
     /// The task files `root`'s pass over the working tree found edited by hand (new, edited
@@ -60,6 +64,21 @@ struct SyncState {
     /// no pass was made. An edit made after that pass is committed by the next sync, whose
     /// pass finds it (the record of the root is only used while nothing differs).
     hand_edited: Option<Vec<TaskId>>,
+}
+
+impl SyncState {
+    /// The listing of this sync: the one made (and kept up to date) in it, or else the valid
+    /// record's, read now. A record whose listing turns out damaged is dropped, and the sync
+    /// is no longer taken as clean (its end records a fresh listing).
+    fn recorded_listing(&mut self) -> Option<&Hashes> {
+        if self.listed.is_none() {
+            if let Some(record) = self.record.take() {
+                self.listed = record.listing();
+                self.clean &= self.listed.is_some();
+            }
+        }
+        self.listed.as_ref()
+    }
 }
 
 impl GitStore {
@@ -186,21 +205,25 @@ impl Store for GitStore {
         if access == Access::Write {
             // Listed in this sync and kept up to date by every put since: the confirming
             // pass of a sync needs no second listing.
-            if let Some(listed) = &self.state().listed {
+            let s = self.state();
+            if let Some(listed) = &s.listed {
                 return Ok(Some(root_hash(listed)));
+            }
+            if let Some(record) = &s.record {
+                return Ok(Some(record.root.clone()));
             }
         }
         let writing = access == Access::Write;
         let check = self
             .run("root", move |session, _| session.recorded_root(writing))
             .await?;
-        let root = check.recorded.as_ref().map(|(root, _)| root.clone());
+        let root = check.recorded.as_ref().map(|record| record.root.clone());
         if writing {
             let mut s = self.state();
             s.hand_edited = check.status.map(|status| status.changed);
-            if let Some((_, listed)) = check.recorded {
+            if let Some(record) = check.recorded {
                 s.clean = true;
-                s.listed = Some(listed);
+                s.record = Some(record);
             }
         }
         Ok(root)
@@ -210,7 +233,7 @@ impl Store for GitStore {
         let (access, preview) = self.begun().await?;
         if access == Access::Write {
             // Listed (or read from a valid record) in this sync, kept up to date by every put.
-            if let Some(listed) = &self.state().listed {
+            if let Some(listed) = self.state().recorded_listing() {
                 return Ok(StoreInventory {
                     entries: listed
                         .iter()
@@ -358,6 +381,7 @@ impl Store for GitStore {
             .await?;
         let (outcomes, ids) = written;
         let mut s = self.state();
+        s.recorded_listing();
         s.clean = false;
         for (id, hash) in ids {
             if let Some(listed) = &mut s.listed {
@@ -369,19 +393,19 @@ impl Store for GitStore {
     }
 
     async fn finish(&self) -> Result<(), DriverError> {
-        let state = std::mem::take(&mut *self.state());
+        let mut state = std::mem::take(&mut *self.state());
         if state.access == Some(Access::Read) {
             return Ok(());
         }
         self.run("finish", move |session, _| {
             let head = |s: &Session<'_>| Ok::<_, DriverError>(s.head()?.map(|c| c.id()));
             let before = head(session)?;
-            let staged: Vec<TaskId> = state.staged.into_iter().collect();
+            let staged: Vec<TaskId> = std::mem::take(&mut state.staged).into_iter().collect();
             let committed = if state.clean && staged.is_empty() {
                 // The recorded root said nothing changed, and nothing was written since.
                 Committed::default()
             } else {
-                session.commit(&staged, state.hand_edited)?
+                session.commit(&staged, state.hand_edited.take())?
             };
             // Files written that the commit did not need (or none) are flushed all the same.
             session
@@ -392,13 +416,15 @@ impl Store for GitStore {
             let after_commit = head(session)?;
             session.push()?;
             let merged = head(session)? != after_commit;
-            match state.listed {
-                // Nothing changed at all: the record stays valid as it is.
-                Some(_)
-                    if state.clean && staged.is_empty() && !merged && before == after_commit => {}
-                // The listing plus the writes is exactly what was committed.
-                Some(listed) if !committed.by_hand && !merged => session.record_root(&listed)?,
-                _ => session.forget_root(),
+            // When nothing changed at all, the record stays valid as it is (its listing
+            // unread when the sync did not need it).
+            let unchanged = state.clean && staged.is_empty() && !merged && before == after_commit;
+            if !(unchanged && (state.record.is_some() || state.listed.is_some())) {
+                match state.recorded_listing() {
+                    // The listing plus the writes is exactly what was committed.
+                    Some(listed) if !committed.by_hand && !merged => session.record_root(listed)?,
+                    _ => session.forget_root(),
+                }
             }
             Ok(())
         })

@@ -278,6 +278,44 @@ async fn the_recorded_root_never_hides_a_change() {
     assert_eq!(git(&clone, &["status", "--porcelain"]), "");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_is_never_read_as_the_listing_and_is_written_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let remote = bare(dir, "remote.git");
+    let data = dir.join("data");
+    put_local(&data, &[task("one", "1"), task("two", "2")]);
+    sync_with(&data, dir, "a", &remote, false).await;
+    let record = dir.join("a/.git/hypertask-root");
+    let good = std::fs::read_to_string(&record).unwrap();
+    let line = |id: &str| {
+        let prefix = format!("{id} ");
+        good.lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap()
+            .to_owned()
+    };
+    // The line of "two" damaged to say what "one" holds; the root line still names the tree.
+    let (one, two) = (line("one"), line("two"));
+    let damaged = good.replace(&two, &format!("two {}", one.split_once(' ').unwrap().1));
+    std::fs::write(&record, &damaged).unwrap();
+
+    // A sync with nothing to do compares the root only: the listing is not read, and the
+    // record is left as it is.
+    sync_with(&data, dir, "a", &remote, false).await;
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), damaged);
+
+    // A sync that needs the listing finds it damaged, lists the clone instead, and records
+    // the listing again.
+    put_local(&data, &[task("three", "3")]);
+    sync_with(&data, dir, "a", &remote, false).await;
+    let written = std::fs::read_to_string(&record).unwrap();
+    assert!(written.contains(&two), "{written}");
+    assert!(written.contains("\nthree "), "{written}");
+    git(&remote, &["cat-file", "-e", "main:tasks/three.json"]);
+    git(&remote, &["cat-file", "-e", "main:tasks/two.json"]);
+}
+
 /// A task file's content as an editor would leave it: the cached task with `description`
 /// set now (so it is the newer side of the merge).
 fn edited(data: &Path, id: &str, description: &str) -> Vec<u8> {
