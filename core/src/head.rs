@@ -51,6 +51,12 @@ impl DirStamp {
         })
     }
 
+    /// Whether the file system's clock reading `clock_ns` has moved past the directory's
+    /// last change: a change from then on is stamped later, so this stamp cannot hide it.
+    pub(crate) fn settled_by(&self, clock_ns: i128) -> bool {
+        self.mtime_ns >= 0 && self.mtime_ns < clock_ns
+    }
+
     /// Whether a change within the same timestamp tick as the directory's last change could
     /// still follow `recorded_ns` unseen. File systems with whole-second timestamps get a
     /// window of two seconds; others (ext4, xfs, btrfs, tmpfs tick in milliseconds) 50 ms.
@@ -95,6 +101,13 @@ pub(crate) struct Head {
     pub dir: DirStamp,
     /// When that stamp was taken (wall clock, nanoseconds since the epoch).
     pub recorded_ns: i128,
+    /// The file system's own clock, read (as a probe file's mtime) after the directory's
+    /// last change and before its entries were confirmed: any later change to the directory
+    /// is stamped at or after it. When the directory's mtime is older, the stamp cannot hide
+    /// a change, however recently it was taken. Set by a confirmation
+    /// ([`crate::files::TaskDir`]); absent in heads written by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_ns: Option<i128>,
 }
 
 impl Head {
@@ -112,6 +125,15 @@ impl Head {
             count,
             dir,
             recorded_ns,
+            clock_ns: None,
+        }
+    }
+
+    /// The same head, confirmed while the file system's clock read `clock_ns`.
+    pub(crate) fn confirmed_at(self, clock_ns: i128) -> Head {
+        Head {
+            clock_ns: Some(clock_ns),
+            ..self
         }
     }
 
@@ -138,7 +160,9 @@ impl Head {
     /// to which the stamp is racy).
     pub(crate) fn trusted(&self, now: &DirStamp, own_generation: Option<u64>) -> bool {
         self.dir == *now
-            && (own_generation == Some(self.generation) || !self.dir.racy(self.recorded_ns))
+            && (own_generation == Some(self.generation)
+                || !self.dir.racy(self.recorded_ns)
+                || self.clock_ns.is_some_and(|c| self.dir.settled_by(c)))
     }
 
     /// Whether the head describes the directory stamped `now` but was recorded too soon after
@@ -160,6 +184,32 @@ pub(crate) fn times_of(meta: &fs::Metadata) -> (i128, i128, u64) {
     }
     #[cfg(not(unix))]
     (mtime_ns, mtime_ns, 0)
+}
+
+/// The clock of the file system holding `dir`, read now: the mtime of `probe` (a file of
+/// hypertask's own next to `dir`, on the same file system) rewritten. `None` when it cannot
+/// be written, or lies on another file system.
+#[cfg(unix)]
+pub(crate) fn fs_clock(dir: &Path, probe: &Path) -> Option<i128> {
+    use std::io::Write as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(probe)
+        .ok()?;
+    file.write_all(b"\n").ok()?;
+    let meta = file.metadata().ok()?;
+    if meta.dev() != fs::symlink_metadata(dir).ok()?.dev() {
+        return None;
+    }
+    Some(times_of(&meta).0).filter(|&t| t >= 0)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn fs_clock(_dir: &Path, _probe: &Path) -> Option<i128> {
+    None
 }
 
 fn nanos(t: Option<SystemTime>) -> i128 {
@@ -245,6 +295,7 @@ mod tests {
             count: 0,
             dir: stamp(10_000_000_123),
             recorded_ns: 10_000_000_124,
+            clock_ns: None,
         };
         assert!(!h.trusted(&stamp(10_000_000_123), None), "racy");
         assert!(
@@ -254,8 +305,37 @@ mod tests {
         assert!(!h.trusted(&stamp(10_000_000_999), Some(3)), "changed since");
         let old = Head {
             recorded_ns: 20_000_000_000,
-            ..h
+            ..h.clone()
         };
         assert!(old.trusted(&stamp(10_000_000_123), None));
+        // Racy by the wall clock, but confirmed after the file system's clock moved on.
+        let confirmed = h.clone().confirmed_at(10_000_000_124);
+        assert!(confirmed.trusted(&stamp(10_000_000_123), None));
+        assert!(
+            !confirmed.trusted(&stamp(10_000_000_999), None),
+            "changed since"
+        );
+        let same_tick = h.confirmed_at(10_000_000_123);
+        assert!(
+            !same_tick.trusted(&stamp(10_000_000_123), None),
+            "same tick"
+        );
+    }
+
+    #[test]
+    fn the_file_system_clock_is_read_from_a_probe_beside_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tasks");
+        fs::create_dir(&dir).unwrap();
+        let probe = tmp.path().join("head.clock");
+        let before = DirStamp::of(&dir).unwrap();
+        let clock = fs_clock(&dir, &probe).unwrap();
+        assert!(clock >= before.mtime_ns, "{clock} {before:?}");
+        assert_eq!(
+            DirStamp::of(&dir).unwrap(),
+            before,
+            "the directory is not touched"
+        );
+        assert!(fs_clock(&dir, &tmp.path().join("missing/probe")).is_none());
     }
 }

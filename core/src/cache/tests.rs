@@ -271,6 +271,49 @@ fn a_large_cache_waits_out_a_racy_head_instead_of_listing_every_file() {
 }
 
 #[test]
+fn a_racy_head_is_confirmed_once_the_file_system_clock_has_moved_past_its_change() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let (_tmp, r, lock) = replica();
+    let tasks: Vec<Task> = (0..5_000).map(|i| task(&format!("t{i}"))).collect();
+    r.put(&lock, &tasks).unwrap();
+    let root = crate::hash::root_hash(&r.rescan().unwrap().hashes);
+    if whole_seconds(&r) {
+        return; // A two-second window is not waited out (see above).
+    }
+    // The directory's last change stamped 45 ms from now, and its head recorded now: racy,
+    // whatever the speed of the machine, until the file system's clock passes that stamp.
+    let dir = r.task_dir().dir().to_owned();
+    let soon = SystemTime::now() + Duration::from_millis(45);
+    let times = fs::FileTimes::new().set_modified(soon).set_accessed(soon);
+    fs::File::open(&dir).unwrap().set_times(times).unwrap();
+    let path = r.data_dir().join("head.json");
+    let mut head = crate::head::Head::load(&path).unwrap();
+    head.dir = crate::head::DirStamp::of(&dir).unwrap();
+    head.recorded_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    head.save(&path);
+    assert!(head.racy_for(&head.dir));
+
+    // Another process waits for the file system's clock (read from the probe beside the
+    // head) to pass the stamp, confirms the entries by one listing, and records the head
+    // again with that clock: trusted from then on, though its stamp is still recent.
+    let other = Replica::open(r.data_dir()).unwrap();
+    assert_eq!(other.trusted_root(), Some(root.clone()));
+    let confirmed = crate::head::Head::load(&path).unwrap();
+    let clock = confirmed
+        .clock_ns
+        .expect("confirmed by the file system's clock");
+    assert!(confirmed.dir.settled_by(clock), "{confirmed:?}");
+    assert_eq!(
+        (confirmed.generation, &confirmed.root),
+        (head.generation, &root)
+    );
+    assert!(confirmed.trusted(&crate::head::DirStamp::of(&dir).unwrap(), None));
+}
+
+#[test]
 fn a_racy_head_is_not_confirmed_when_someone_else_changed_an_entry_in_its_tick() {
     type Change = fn(&Replica);
     let created: Change = |r| {

@@ -13,12 +13,15 @@ use serde::Deserialize;
 use super::safe::{not_regular, too_large_message, write_atomic_meta};
 use super::{FileProblem, Scan, TaskDir};
 use crate::hash::{root_of, ContentHash};
-use crate::head::{count_index_read, count_listing, DirStamp, Head};
+use crate::head::{count_index_read, count_listing, fs_clock, DirStamp, Head};
 use crate::task::TaskId;
 
 /// The task count from which a head still in its racy window is waited out (at most 50 ms)
 /// rather than the directory listed with a `stat` per file (about that long for 5,000 files).
 const WAIT_OUT_FROM_TASKS: usize = 5_000;
+/// How often the file system's clock is read while a tick is waited out (ext4 and xfs tick
+/// every 1–10 ms, by the kernel's timer, unless a reader asked for a finer stamp).
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub(super) struct Stamp {
@@ -161,13 +164,15 @@ impl TaskDir {
 
     /// A head another process recorded within a tick of its own change (its stamp is racy: a
     /// change by someone else in that same tick would leave the stamp as it is). Trusted when
-    /// that tick is over (waited out when `wait`) and the directory's entries are
-    /// exactly the index's, names and inode numbers, read with one listing and no `stat` per
-    /// file: what a create, removal or rename by anyone else changes. The head is then recorded
-    /// again with a stamp that is no longer racy, so later processes trust it at once. This
-    /// costs a listing instead of the `stat` of every file. Not seen, as by any trusted head: a
-    /// change made inside a file in place (or a file removed and created again in place, in
-    /// that same tick, on a reused inode number); `sync --rescan` reads everything.
+    /// that tick is over and the directory's entries are exactly the index's, names and inode
+    /// numbers, read with one listing and no `stat` per file: what a create, removal or rename
+    /// by anyone else changes. When `wait`, a tick still running is waited out: until the file
+    /// system's own clock (a probe file's mtime beside the head) has moved past the directory's
+    /// last change, a few milliseconds, or without a probe the rest of a 50 ms window. The head
+    /// is then recorded again with a stamp that is no longer racy, so later processes trust it
+    /// at once. This costs a listing instead of the `stat` of every file. Not seen, as by any
+    /// trusted head: a change made inside a file in place (or a file removed and created again
+    /// in place, in that same tick, on a reused inode number); `sync --rescan` reads everything.
     #[cfg(unix)]
     pub(super) fn confirm_racy(
         &self,
@@ -178,16 +183,29 @@ impl TaskDir {
         use std::os::unix::fs::DirEntryExt as _;
         let dir = &self.inner.dir;
         let (mut stamp, mut recorded_ns) = DirStamp::now(dir).ok()?;
+        let mut clock = None;
         if stamp.racy(recorded_ns) {
-            // Still in the tick: for a large directory, waiting out the rest of a short window
-            // costs less than the `stat` of every file (a sync started right after an edit).
+            // Still in the tick: for a large directory, waiting it out costs less than the
+            // `stat` of every file (a sync started right after an edit).
             if !wait {
                 return None;
             }
-            std::thread::sleep(stamp.racy_left(recorded_ns)?);
+            let probe = path.with_extension("clock");
+            let left = stamp.racy_left(recorded_ns)?;
+            let until = std::time::Instant::now() + left;
+            clock = fs_clock(dir, &probe);
+            while clock.is_some_and(|c| !stamp.settled_by(c)) && std::time::Instant::now() < until {
+                std::thread::sleep(PROBE_EVERY);
+                clock = fs_clock(dir, &probe);
+            }
+            if clock.is_none() {
+                std::thread::sleep(left);
+            }
             (stamp, recorded_ns) = DirStamp::now(dir).ok()?;
         }
-        if !head.racy_for(&stamp) || stamp.racy(recorded_ns) {
+        // The clock was read before the listing below: a change after it moves the stamp.
+        let settled = clock.filter(|&c| stamp.settled_by(c));
+        if !head.racy_for(&stamp) || (stamp.racy(recorded_ns) && settled.is_none()) {
             return None;
         }
         let index = self.load_index();
@@ -219,7 +237,10 @@ impl TaskDir {
         if listed != index.entries.len() || DirStamp::of(dir).ok()? != stamp {
             return None;
         }
-        let head = Head::new(head.generation, head.root, head.count, (stamp, recorded_ns));
+        let mut head = Head::new(head.generation, head.root, head.count, (stamp, recorded_ns));
+        if let Some(c) = settled {
+            head = head.confirmed_at(c);
+        }
         self.keep_head(path, head.clone());
         Some(head)
     }
