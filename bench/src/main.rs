@@ -246,9 +246,10 @@ fn main() -> Result<()> {
     // inode allocator passes over inodes freed in the last 60 s (300 s while their inode
     // table block is unwritten), looking each one's block up (`recently_deleted` under
     // `ext4_create`, a third of a new replica's samples in `perf`), so removing one row's
-    // 10,000 files made the file-creating rows measured after it up to 10× slower than those
-    // before it, and a row's ratio to its floor said more about the order of the removals
-    // than about the code. A run with --large keeps about 20 GB until the end.
+    // 10,000 files made the file-creating rows measured after it several times slower (up to
+    // 12× between the samples of one row), and a row's ratio to its floor said more about the
+    // order of the removals than about the code. A run with --large keeps every replica and
+    // upstream it made, tens of GB at 100k, until the end.
     let scratch = match &args.work_dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
