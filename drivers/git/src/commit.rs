@@ -208,6 +208,9 @@ impl Session<'_> {
         let mut builder = scratch
             .packbuilder()
             .map_err(self.git("cannot pack the task files"))?;
+        // Its delta search on every core (0: as many threads as the machine has), as git's
+        // `pack.threads` does by default.
+        builder.set_threads(0);
         for bytes in &blobs {
             let id = scratch_odb
                 .write(ObjectType::Blob, bytes)
