@@ -159,16 +159,20 @@ impl Head {
     /// what it wrote (a change by someone else within that tick is found by the next process,
     /// to which the stamp is racy).
     pub(crate) fn trusted(&self, now: &DirStamp, own_generation: Option<u64>) -> bool {
-        self.dir == *now
-            && (own_generation == Some(self.generation)
-                || !self.dir.racy(self.recorded_ns)
-                || self.clock_ns.is_some_and(|c| self.dir.settled_by(c)))
+        self.dir == *now && (own_generation == Some(self.generation) || !self.racy())
+    }
+
+    /// Whether the head was recorded too soon after the directory's last change for another
+    /// process to trust it on its own: within that change's tick by the wall clock, and not
+    /// confirmed since by the file system's clock.
+    fn racy(&self) -> bool {
+        self.dir.racy(self.recorded_ns) && !self.clock_ns.is_some_and(|c| self.dir.settled_by(c))
     }
 
     /// Whether the head describes the directory stamped `now` but was recorded too soon after
     /// the directory's last change to be trusted by another process on its own.
     pub(crate) fn racy_for(&self, now: &DirStamp) -> bool {
-        self.dir == *now && self.dir.racy(self.recorded_ns)
+        self.dir == *now && self.racy()
     }
 }
 

@@ -381,6 +381,7 @@ impl Store for GitStore {
             .await?;
         let (outcomes, ids) = written;
         let mut s = self.state();
+        // The writes mend the listing: read the record's now if only it holds one.
         s.recorded_listing();
         s.clean = false;
         for (id, hash) in ids {
@@ -417,9 +418,9 @@ impl Store for GitStore {
             session.push()?;
             let merged = head(session)? != after_commit;
             // When nothing changed at all, the record stays valid as it is (its listing
-            // unread when the sync did not need it).
+            // unread when the sync did not need it): `clean` means a valid record was found.
             let unchanged = state.clean && staged.is_empty() && !merged && before == after_commit;
-            if !(unchanged && (state.record.is_some() || state.listed.is_some())) {
+            if !unchanged {
                 match state.recorded_listing() {
                     // The listing plus the writes is exactly what was committed.
                     Some(listed) if !committed.by_hand && !merged => session.record_root(listed)?,
