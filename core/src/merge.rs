@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::task::{canonical_json, ClockKey, Task, TaskError};
+use crate::task::{canonical_value, ClockKey, Task, TaskError};
 
 /// Merges two states of one task.
 ///
@@ -96,7 +96,7 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => canonical_json(a).cmp(&canonical_json(b)),
+        (Some(a), Some(b)) => canonical_value(a).cmp(&canonical_value(b)),
     }
 }
 

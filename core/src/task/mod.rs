@@ -1,6 +1,7 @@
 //! The task document (docs/task-format.md): validation, normalisation, canonical JSON, content hash and
 //! local edits.
 
+mod canonical;
 mod clock;
 mod normalise;
 mod time;
@@ -192,7 +193,9 @@ impl Task {
 
     /// RFC 8785 canonical JSON bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        canonical_json(&self.doc)
+        let mut out = Vec::with_capacity(256);
+        canonical::write_map(&mut out, &self.doc);
+        out
     }
 
     /// Lowercase hex SHA-256 of the canonical JSON.
@@ -294,6 +297,13 @@ impl<'de> Deserialize<'de> for Task {
 /// RFC 8785 canonical JSON of any serialisable value.
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_jcs::to_vec(value).expect("JSON values always canonicalise")
+}
+
+/// RFC 8785 canonical JSON of a JSON value (the fast path of [`canonical_json`]).
+pub(crate) fn canonical_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    canonical::write_value(&mut out, value);
+    out
 }
 
 /// `v` with every object's keys in sorted order.

@@ -1,11 +1,12 @@
 //! Validation and normalisation (docs/task-format.md): every `Task` value went through here.
 
 use std::collections::BTreeSet;
+use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
 use super::clock::{ClockKey, TAG_CLOCK_PREFIX};
-use super::time::{canonical_timestamp, EPOCH};
+use super::time::{canonical_timestamp, is_canonical, EPOCH};
 use super::{Task, MAX_TASK_DEPTH};
 use crate::id::{invalid_id_message, TaskError, TaskId};
 
@@ -52,7 +53,7 @@ pub(crate) fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> 
                 format!("a field name may not start with '{TAG_CLOCK_PREFIX}' (tag clocks use it)"),
             ));
         }
-        if nesting_exceeds(value, MAX_TASK_DEPTH - 1) {
+        if is_container(value) && nesting_exceeds(value, MAX_TASK_DEPTH - 1) {
             return Err(err(
                 key,
                 format!("nests deeper than {MAX_TASK_DEPTH} levels"),
@@ -62,6 +63,7 @@ pub(crate) fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> 
     for &field in TIMESTAMP_FIELDS {
         if let Some(v) = doc.get_mut(field) {
             let canon = match v {
+                Value::String(s) if is_canonical(s) => continue,
                 Value::String(s) => canonical_timestamp(s)
                     .ok_or_else(|| err(field, format!("not an RFC 3339 timestamp: {s:?}")))?,
                 other => {
@@ -113,6 +115,9 @@ pub(crate) fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> 
         }
     };
     for (k, v) in clocks.iter_mut() {
+        if v.as_str().is_some_and(is_canonical) {
+            continue;
+        }
         let canon = v.as_str().and_then(canonical_timestamp).ok_or_else(|| {
             err(
                 "field_updated_at",
@@ -124,16 +129,18 @@ pub(crate) fn normalise(mut doc: Map<String, Value>) -> Result<Task, TaskError> 
 
     let created = string_or_epoch(&doc, "created_at");
     let mut updated = string_or_epoch(&doc, "updated_at");
-    let present: Vec<String> = doc
+    // Every present field and tag gets a clock; the key is built only to look it up.
+    let mut key = String::new();
+    let present = doc
         .keys()
         .filter_map(|k| ClockKey::field(k))
-        .chain(tags.iter().map(|t| ClockKey::Tag(t)))
-        .map(|k| k.to_string())
-        .collect();
-    for key in present {
-        clocks
-            .entry(key)
-            .or_insert_with(|| Value::String(updated.clone()));
+        .chain(tags.iter().map(|t| ClockKey::Tag(t)));
+    for clock_key in present {
+        key.clear();
+        write!(key, "{clock_key}").expect("writing to a String cannot fail");
+        if !clocks.contains_key(key.as_str()) {
+            clocks.insert(key.clone(), Value::String(updated.clone()));
+        }
     }
     if let Some(newest) = clocks.values().filter_map(Value::as_str).max() {
         if newest > updated.as_str() {
@@ -158,6 +165,10 @@ fn string_or_epoch(doc: &Map<String, Value>, field: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or(EPOCH)
         .to_owned()
+}
+
+fn is_container(value: &Value) -> bool {
+    matches!(value, Value::Array(_) | Value::Object(_))
 }
 
 /// Whether `value` holds arrays or objects nested more than `limit` levels deep (a scalar is
